@@ -1,0 +1,3 @@
+//! blkif backend engine.
+#![no_std]
+#![forbid(unsafe_code)]

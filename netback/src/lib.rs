@@ -1,0 +1,3 @@
+//! netif backend engine.
+#![no_std]
+#![forbid(unsafe_code)]

@@ -1,0 +1,2 @@
+//! rumpuser-xen: the platform layer of the driver domains.
+#![no_std]

@@ -1,0 +1,1 @@
+//! A mock blkfront (Linux xen-blkfront-like and GNU Mach-like).

@@ -1,0 +1,1 @@
+//! A mock netfront (Linux xen-netfront-like and GNU Mach-like).

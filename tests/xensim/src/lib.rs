@@ -1,0 +1,3 @@
+//! xensim: a simulated hypervisor for tests and benchmarks.
+
+pub mod frontend;

@@ -1,0 +1,67 @@
+//! `XenbusState`, from `xen/io/xenbus.h`.
+
+/// The state a xenbus device end publishes in its `state` node.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+#[repr(u8)]
+pub enum XenbusState {
+    /// 0: not yet known (also what a missing node reads as).
+    Unknown = 0,
+    /// 1: the end is setting itself up.
+    Initialising = 1,
+    /// 2: the backend has published its features and waits for the frontend.
+    InitWait = 2,
+    /// 3: the frontend has published its rings and event channels.
+    Initialised = 3,
+    /// 4: both ends are ready for I/O.
+    Connected = 4,
+    /// 5: the end is shutting the device down.
+    Closing = 5,
+    /// 6: the device is shut down.
+    Closed = 6,
+    /// 7: reconfiguration is in progress.
+    Reconfiguring = 7,
+    /// 8: reconfiguration is done.
+    Reconfigured = 8,
+}
+
+impl XenbusState {
+    /// Maps the numeric value from a `state` node, or `None` when out of range.
+    pub fn from_u32(value: u32) -> Option<Self> {
+        Some(match value {
+            0 => Self::Unknown,
+            1 => Self::Initialising,
+            2 => Self::InitWait,
+            3 => Self::Initialised,
+            4 => Self::Connected,
+            5 => Self::Closing,
+            6 => Self::Closed,
+            7 => Self::Reconfiguring,
+            8 => Self::Reconfigured,
+            _ => return None,
+        })
+    }
+
+    /// Parses a `state` node's value as another domain wrote it: decimal
+    /// digits only, in range, no sign or padding. Anything else is `None`.
+    pub fn parse(value: &str) -> Option<Self> {
+        if value.is_empty() || value.len() > 3 || !value.bytes().all(|b| b.is_ascii_digit()) {
+            return None;
+        }
+        value.parse::<u32>().ok().and_then(Self::from_u32)
+    }
+
+    /// The value written to a `state` node.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Unknown => "0",
+            Self::Initialising => "1",
+            Self::InitWait => "2",
+            Self::Initialised => "3",
+            Self::Connected => "4",
+            Self::Closing => "5",
+            Self::Closed => "6",
+            Self::Reconfiguring => "7",
+            Self::Reconfigured => "8",
+        }
+    }
+}
