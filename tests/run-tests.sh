@@ -1,0 +1,39 @@
+#!/usr/bin/env bash
+# Runs every test: formatting and lints, the host test suites (unit, property,
+# differential and simulator tests), a short run of each fuzz target, the
+# bare-metal image build, and then the end-to-end tests under real Xen.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+step() { printf '\n==> %s\n' "$*"; }
+
+step "format"
+cargo fmt --all -- --check
+
+step "clippy (host)"
+cargo clippy --workspace --all-targets -- -D warnings
+
+step "clippy (x86_64-unknown-none)"
+cargo clippy --target x86_64-unknown-none \
+    -p xen-abi -p xen-ring -p xenbus -p blkback -p netback \
+    -p rumpuser-xen -p rumpdisk -p rumpnet -- -D warnings
+
+step "host tests"
+cargo test --workspace
+
+for fuzz_dir in blkback/fuzz netback/fuzz; do
+    [ -d "$fuzz_dir" ] || continue
+    step "fuzz: $fuzz_dir (short run)"
+    (
+        cd "$fuzz_dir"
+        for target in $(RUSTC_BOOTSTRAP=1 cargo fuzz list); do
+            RUSTC_BOOTSTRAP=1 cargo fuzz run "$target" -- -max_total_time=30 -seed=1
+        done
+    )
+done
+
+step "driver-domain images"
+cargo xtask build
+
+step "end-to-end under real Xen"
+cargo xtask e2e
