@@ -41,13 +41,11 @@ impl XenbusState {
         })
     }
 
-    /// Parses a `state` node's value as another domain wrote it: decimal
-    /// digits only, in range, no sign or padding. Anything else is `None`.
+    /// Parses a `state` node's value as another domain wrote it: canonical
+    /// decimal only (see [`crate::value::parse_u32`]: no sign, padding or
+    /// leading zero), in range. Anything else is `None`.
     pub fn parse(value: &str) -> Option<Self> {
-        if value.is_empty() || value.len() > 3 || !value.bytes().all(|b| b.is_ascii_digit()) {
-            return None;
-        }
-        value.parse::<u32>().ok().and_then(Self::from_u32)
+        crate::value::parse_u32(value).ok().and_then(Self::from_u32)
     }
 
     /// The value written to a `state` node.
@@ -62,6 +60,40 @@ impl XenbusState {
             Self::Closed => "6",
             Self::Reconfiguring => "7",
             Self::Reconfigured => "8",
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::XenbusState;
+
+    #[test]
+    fn parse_round_trips_every_state() {
+        for number in 0..=8 {
+            let state = XenbusState::from_u32(number).unwrap();
+            assert_eq!(state as u32, number);
+            assert_eq!(XenbusState::parse(state.as_str()), Some(state));
+        }
+        assert_eq!(XenbusState::from_u32(9), None);
+    }
+
+    #[test]
+    fn parse_refuses_anything_but_the_canonical_spelling() {
+        for bad in [
+            "",
+            "9",
+            "04",
+            "+4",
+            "-1",
+            " 4",
+            "4 ",
+            "4\n",
+            "0x4",
+            "4294967300",
+            "Connected",
+        ] {
+            assert_eq!(XenbusState::parse(bad), None, "{bad:?}");
         }
     }
 }

@@ -1,0 +1,1091 @@
+//! The backend half of the xenbus handshake, for one device.
+//!
+//! Every split driver goes through the same dance in xenstore
+//! (`xen/io/xenbus.h`, and `docs/misc/xenstore-paths.pandoc` for the nodes):
+//!
+//! 1. The toolstack (libxl) writes the backend directory
+//!    `backend/<type>/<frontend-id>/<devid>` in the driver domain's home with
+//!    `frontend`, `frontend-id`, `online=1`, `state=1` and type-specific keys
+//!    (`params`, `mode`, `mac`, ...), and the frontend's
+//!    `device/<type>/<devid>` directory.
+//! 2. The backend checks `frontend`/`frontend-id`, publishes its features,
+//!    reports `hotplug-status=connected` and moves to `InitWait`.
+//! 3. The frontend publishes its rings and event channels and moves to
+//!    `Initialised` (or straight to `Connected`); the backend maps the rings
+//!    and moves to `Connected`.
+//! 4. On `block-detach`/`network-detach` the toolstack writes `online=0`;
+//!    on guest shutdown the frontend moves to `Closing`/`Closed`. The backend
+//!    tears its datapath down and moves to `Closing`, then `Closed`.
+//! 5. A frontend that comes back to `Initialising` after `Closed` (a guest
+//!    reboot, a module reload) finds the backend in `InitWait` again.
+//!
+//! [`BackendDevice`] does all of the xenstore side of this for one device
+//! and leaves the engine (blkback, netback) only its own work: reading the
+//! rings when told [`Action::Connect`] and tearing them down when told
+//! [`Action::Disconnect`]. It does no I/O of its own beyond the
+//! [`Xenstore`] calls it is handed, and each call does a bounded amount of
+//! work (a few reads, at most [`MAX_TRANSACTION_ATTEMPTS`] transactions).
+//!
+//! Everything read from the frontend's directory is hostile, and the
+//! backend directory is only as trusted as the toolstack: values go through
+//! [`crate::value`] and a refusal becomes a logged reason, an `error` node
+//! and `Closed`, never a panic.
+//!
+//! # Example
+//!
+//! ```
+//! use xenbus::backend::{Action, BackendDevice, BackendDirectory};
+//! use xenbus::platform::Xenstore;
+//! use xenbus::value;
+//!
+//! /// What the engine keeps once connected.
+//! struct Rings {
+//!     ring_ref: u32,
+//!     event_channel: u32,
+//! }
+//!
+//! /// Called once per device the directory watch reports.
+//! fn attach<X: Xenstore>(
+//!     xs: &mut X,
+//!     directory: &BackendDirectory,
+//!     watch_path: &str,
+//! ) -> Option<BackendDevice> {
+//!     let address = directory.recognise(watch_path).ok()??;
+//!     let mut device = BackendDevice::new(directory, address);
+//!     // Checks `frontend` and `frontend-id`; on refusal the helper has
+//!     // already written `error` and `state=Closed`.
+//!     device.probe(xs).ok()?;
+//!     let _params = device.read_backend(xs, "params", |v| Ok(v.len())).ok()?;
+//!     // Publishes features, `hotplug-status=connected` and `state=InitWait`
+//!     // in one transaction, then watches the frontend and the backend.
+//!     device
+//!         .start(xs, &[("feature-flush-cache", "1"), ("sectors", "32768")], "vbd")
+//!         .ok()?;
+//!     Some(device)
+//! }
+//!
+//! /// Called for every watch event that names this device.
+//! fn on_watch<X: Xenstore>(
+//!     xs: &mut X,
+//!     device: &mut BackendDevice,
+//!     rings: &mut Option<Rings>,
+//!     path: &str,
+//! ) -> bool {
+//!     let mut action = device.on_watch(xs, path);
+//!     loop {
+//!         action = match action {
+//!             Action::None => return true,
+//!             Action::Remove => return false, // drop the device
+//!             Action::Connect => {
+//!                 let ring_ref = device.read_frontend(xs, "ring-ref", value::parse_grant_ref);
+//!                 let port = device.read_frontend(xs, "event-channel", value::parse_evtchn_port);
+//!                 match (ring_ref, port) {
+//!                     (Ok(ring_ref), Ok(event_channel)) => {
+//!                         *rings = Some(Rings { ring_ref, event_channel });
+//!                         device.connected(xs)
+//!                     }
+//!                     (Err(error), _) | (_, Err(error)) => {
+//!                         device.fail(xs, &format!("{error}"))
+//!                     }
+//!                 }
+//!             }
+//!             Action::Disconnect => {
+//!                 *rings = None; // unmap, unbind, finish in-flight I/O
+//!                 device.disconnected(xs)
+//!             }
+//!         }
+//!     }
+//! }
+//! ```
+
+use alloc::format;
+use alloc::string::String;
+use alloc::vec::Vec;
+use core::fmt;
+
+use crate::platform::{DomId, TxId, Xenstore, XsError};
+use crate::state::XenbusState;
+use crate::value::{self, ValueError};
+
+/// How often a transaction is retried when xenstored answers `EAGAIN`.
+pub const MAX_TRANSACTION_ATTEMPTS: u32 = 8;
+
+/// The longest message written to an `error` or `hotplug-error` node.
+pub const MAX_ERROR_MESSAGE_LEN: usize = 256;
+
+/// The most devices [`BackendDirectory::list`] returns, whatever it is asked.
+pub const MAX_LISTED_DEVICES: usize = 1024;
+
+/// The longest key name [`BackendDevice::start`] accepts.
+pub const MAX_KEY_LEN: usize = 64;
+
+/// Why a handshake step failed.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum HandshakeError {
+    /// A xenstore request failed.
+    Xenstore(XsError),
+    /// A node the handshake needs is missing or refused.
+    Field(FieldError),
+    /// The transaction still conflicted after `MAX_TRANSACTION_ATTEMPTS` attempts.
+    TransactionConflicts,
+    /// The device's backend directory is gone.
+    Gone,
+    /// The operation is not allowed in the device's current phase.
+    WrongPhase,
+    /// A key to publish is empty, too long, or not made of `[A-Za-z0-9_-]`.
+    BadKey,
+}
+
+impl fmt::Display for HandshakeError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Self::Xenstore(error) => write!(f, "xenstore request failed: {error:?}"),
+            Self::Field(error) => write!(f, "{error}"),
+            Self::TransactionConflicts => f.write_str("the transaction kept conflicting"),
+            Self::Gone => f.write_str("the backend directory is gone"),
+            Self::WrongPhase => f.write_str("not allowed in the device's current phase"),
+            Self::BadKey => f.write_str("a key to publish is malformed"),
+        }
+    }
+}
+
+impl From<XsError> for HandshakeError {
+    fn from(error: XsError) -> Self {
+        Self::Xenstore(error)
+    }
+}
+
+/// Why one node could not be used, with the key it is about.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct FieldError {
+    /// The key, relative to the device directory it was read from.
+    pub key: String,
+    /// What was wrong with it.
+    pub reason: FieldReason,
+}
+
+/// What was wrong with a node.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum FieldReason {
+    /// The node does not exist (or is not readable by this domain).
+    Missing,
+    /// The node could not be read.
+    Xenstore(XsError),
+    /// The node's value was refused.
+    Invalid(ValueError),
+}
+
+impl fmt::Display for FieldError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self.reason {
+            FieldReason::Missing => write!(f, "{}: missing", self.key),
+            FieldReason::Xenstore(error) => write!(f, "{}: read failed: {error:?}", self.key),
+            FieldReason::Invalid(error) => write!(f, "{}: {error}", self.key),
+        }
+    }
+}
+
+/// Runs `body` in a xenstore transaction, and runs it again (at most
+/// [`MAX_TRANSACTION_ATTEMPTS`] times) while the commit, or a request in it,
+/// fails with `EAGAIN`. Any other error aborts the transaction and is
+/// returned. `body` must therefore be safe to repeat.
+pub fn with_transaction<X, T>(
+    xs: &mut X,
+    mut body: impl FnMut(&mut X, TxId) -> Result<T, HandshakeError>,
+) -> Result<T, HandshakeError>
+where
+    X: Xenstore + ?Sized,
+{
+    for _ in 0..MAX_TRANSACTION_ATTEMPTS {
+        let tx = xs.transaction_start()?;
+        match body(xs, tx) {
+            Ok(result) => match xs.transaction_end(tx, true) {
+                Ok(()) => return Ok(result),
+                Err(XsError::Eagain) => continue,
+                Err(error) => return Err(HandshakeError::Xenstore(error)),
+            },
+            Err(error) => {
+                if let Err(abort) = xs.transaction_end(tx, false) {
+                    log::warn!("xenstore transaction abort failed: {abort:?}");
+                }
+                if error != HandshakeError::Xenstore(XsError::Eagain) {
+                    return Err(error);
+                }
+            }
+        }
+    }
+    Err(HandshakeError::TransactionConflicts)
+}
+
+/// One device under a backend directory: `backend/<type>/<frontend_id>/<devid>`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub struct DeviceAddress {
+    /// The domain of the frontend.
+    pub frontend_id: DomId,
+    /// The device id (for vbd the `virtual-device` number, for vif the handle).
+    pub devid: u32,
+}
+
+/// Why a path under a backend directory was not recognised.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum PathError {
+    /// The path is not under this backend directory.
+    Foreign,
+    /// The frontend domain component is not a valid domain id.
+    FrontendId(ValueError),
+    /// The device id component is not a canonical decimal.
+    Devid(ValueError),
+}
+
+impl fmt::Display for PathError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Self::Foreign => f.write_str("the path is not under this backend directory"),
+            Self::FrontendId(error) => write!(f, "bad frontend domain component: {error}"),
+            Self::Devid(error) => write!(f, "bad device id component: {error}"),
+        }
+    }
+}
+
+/// A backend directory of one device type, such as `backend/vbd`, and the
+/// rules to recognise its devices in watch events.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct BackendDirectory {
+    root: String,
+    device_type: &'static str,
+}
+
+impl BackendDirectory {
+    /// The directory `backend/<device_type>`, relative to this domain's home
+    /// (`/local/domain/<own domid>`), which is how a driver domain that does
+    /// not know its own domid names it.
+    pub fn new(device_type: &'static str) -> Self {
+        Self {
+            root: format!("backend/{device_type}"),
+            device_type,
+        }
+    }
+
+    /// The directory `/local/domain/<own_domid>/backend/<device_type>`.
+    pub fn absolute(own_domid: DomId, device_type: &'static str) -> Self {
+        Self {
+            root: format!("/local/domain/{own_domid}/backend/{device_type}"),
+            device_type,
+        }
+    }
+
+    /// The directory's path: the path to watch for new devices.
+    pub fn root(&self) -> &str {
+        &self.root
+    }
+
+    /// The device type (`vbd`, `vif`).
+    pub fn device_type(&self) -> &'static str {
+        self.device_type
+    }
+
+    /// The path of one device's backend directory.
+    pub fn device_path(&self, address: DeviceAddress) -> String {
+        format!("{}/{}/{}", self.root, address.frontend_id, address.devid)
+    }
+
+    /// Recognises the device a watch event under this directory is about.
+    /// `Ok(None)` means the path is the directory itself or a frontend
+    /// domain's sub-directory, which names no single device.
+    pub fn recognise(&self, path: &str) -> Result<Option<DeviceAddress>, PathError> {
+        let rest = path
+            .strip_prefix(self.root.as_str())
+            .ok_or(PathError::Foreign)?;
+        if rest.is_empty() {
+            return Ok(None);
+        }
+        let rest = rest.strip_prefix('/').ok_or(PathError::Foreign)?;
+        let mut parts = rest.splitn(3, '/');
+        let frontend_id = parts.next().unwrap_or("");
+        let frontend_id = value::parse_domid(frontend_id).map_err(PathError::FrontendId)?;
+        let Some(devid) = parts.next() else {
+            return Ok(None);
+        };
+        let devid = value::parse_u32(devid).map_err(PathError::Devid)?;
+        Ok(Some(DeviceAddress { frontend_id, devid }))
+    }
+
+    /// Lists the devices currently in this directory, at most `max_devices`
+    /// (and never more than [`MAX_LISTED_DEVICES`]). Names that are not
+    /// canonical domain or device ids are skipped and logged.
+    pub fn list<X: Xenstore + ?Sized>(
+        &self,
+        xs: &mut X,
+        max_devices: usize,
+    ) -> Result<Vec<DeviceAddress>, XsError> {
+        let limit = max_devices.min(MAX_LISTED_DEVICES);
+        let mut devices = Vec::new();
+        let frontends = match xs.directory(TxId::NONE, &self.root) {
+            Ok(names) => names,
+            Err(XsError::Enoent) => return Ok(devices),
+            Err(error) => return Err(error),
+        };
+        for frontend in &frontends {
+            let frontend_id = match value::parse_domid(frontend) {
+                Ok(domid) => domid,
+                Err(error) => {
+                    log::warn!("{}: skipping entry: {error}", self.root);
+                    continue;
+                }
+            };
+            let path = format!("{}/{frontend_id}", self.root);
+            let devids = match xs.directory(TxId::NONE, &path) {
+                Ok(names) => names,
+                // Removed between the two listings.
+                Err(XsError::Enoent) => continue,
+                Err(error) => return Err(error),
+            };
+            for devid in &devids {
+                let devid = match value::parse_u32(devid) {
+                    Ok(devid) => devid,
+                    Err(error) => {
+                        log::warn!("{path}: skipping entry: {error}");
+                        continue;
+                    }
+                };
+                if devices.len() == limit {
+                    log::warn!(
+                        "{}: more than {limit} devices, ignoring the rest",
+                        self.root
+                    );
+                    return Ok(devices);
+                }
+                devices.push(DeviceAddress { frontend_id, devid });
+            }
+        }
+        Ok(devices)
+    }
+}
+
+/// What the engine must do next for a device.
+#[must_use]
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Action {
+    /// Nothing to do until the next watch event.
+    None,
+    /// The frontend has published its rings: read them with
+    /// [`BackendDevice::read_frontend`], set up the datapath, then call
+    /// [`BackendDevice::connected`], or [`BackendDevice::fail`] if that
+    /// was impossible (after undoing any partial setup).
+    Connect,
+    /// Tear the datapath down (finish or fail in-flight requests, unmap the
+    /// rings, close the event channels), then call
+    /// [`BackendDevice::disconnected`].
+    Disconnect,
+    /// The device is finished and its watches are removed: drop it. The
+    /// engine holds no datapath for it when this is returned.
+    Remove,
+}
+
+/// Where a device is in its life, as the helper sees it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Phase {
+    /// Created; [`BackendDevice::probe`] has not succeeded yet.
+    Created,
+    /// `frontend` and `frontend-id` are checked; [`BackendDevice::start`] is next.
+    Probed,
+    /// No datapath; the backend has published the given state.
+    Idle(XenbusState),
+    /// [`Action::Connect`] was returned; waiting for `connected` or `fail`.
+    Connecting,
+    /// The datapath is up and `Connected` is published.
+    Connected,
+    /// [`Action::Disconnect`] was returned; waiting for `disconnected`.
+    Disconnecting,
+    /// Failed before it ever started; waits only for removal.
+    Failed,
+    /// Finished; nothing more will happen.
+    Removed,
+}
+
+/// What the frontend's `state` node says.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum FrontendView {
+    /// A valid state.
+    State(XenbusState),
+    /// The node is missing or unreadable: the frontend is gone.
+    Gone,
+    /// The node holds something that is not a state.
+    Garbage,
+}
+
+/// What the backend directory says.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum BackendView {
+    /// `online` is `1`.
+    Online,
+    /// `online` is `0`, missing, or not a boolean: the toolstack wants the
+    /// device detached.
+    Offline,
+    /// The backend directory itself is gone.
+    Gone,
+}
+
+/// What the helper does after looking at both ends.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Step {
+    Nothing,
+    Connect,
+    Disconnect,
+    Publish(XenbusState),
+    PublishThenRemove(XenbusState),
+    Remove,
+}
+
+/// Whether a frontend in this state may still be using the rings.
+fn frontend_active(frontend: FrontendView) -> bool {
+    matches!(
+        frontend,
+        FrontendView::State(
+            XenbusState::Initialised
+                | XenbusState::Connected
+                | XenbusState::Closing
+                | XenbusState::Reconfiguring
+                | XenbusState::Reconfigured
+        )
+    )
+}
+
+/// The whole handshake policy, without I/O.
+fn decide(phase: Phase, frontend: FrontendView, backend: BackendView) -> Step {
+    use XenbusState as S;
+    match phase {
+        Phase::Created | Phase::Probed | Phase::Disconnecting | Phase::Removed => Step::Nothing,
+        Phase::Failed => match backend {
+            BackendView::Online => Step::Nothing,
+            BackendView::Offline | BackendView::Gone => Step::Remove,
+        },
+        Phase::Connecting | Phase::Connected => match (backend, frontend) {
+            (BackendView::Gone | BackendView::Offline, _) => Step::Disconnect,
+            (
+                BackendView::Online,
+                FrontendView::State(
+                    S::Initialised | S::Connected | S::Reconfiguring | S::Reconfigured,
+                )
+                | FrontendView::Garbage,
+            ) => Step::Nothing,
+            (BackendView::Online, _) => Step::Disconnect,
+        },
+        Phase::Idle(published) => match backend {
+            BackendView::Gone => Step::Remove,
+            BackendView::Offline if frontend_active(frontend) => {
+                if published == S::Closing {
+                    Step::Nothing
+                } else {
+                    Step::Publish(S::Closing)
+                }
+            }
+            BackendView::Offline if published == S::Closed => Step::Remove,
+            BackendView::Offline => Step::PublishThenRemove(S::Closed),
+            BackendView::Online => match frontend {
+                FrontendView::State(S::Initialised | S::Connected) => match published {
+                    S::InitWait => Step::Connect,
+                    // `Connected` without a datapath must not stand.
+                    S::Connected => Step::Publish(S::Closing),
+                    _ => Step::Nothing,
+                },
+                FrontendView::State(S::Closing) => match published {
+                    S::Closing | S::Closed => Step::Nothing,
+                    _ => Step::Publish(S::Closing),
+                },
+                FrontendView::State(S::Closed | S::Unknown) | FrontendView::Gone => {
+                    if published == S::Closed {
+                        Step::Nothing
+                    } else {
+                        Step::Publish(S::Closed)
+                    }
+                }
+                FrontendView::State(S::Initialising | S::InitWait) => {
+                    if published == S::InitWait {
+                        Step::Nothing
+                    } else {
+                        Step::Publish(S::InitWait)
+                    }
+                }
+                FrontendView::State(S::Reconfiguring | S::Reconfigured) | FrontendView::Garbage => {
+                    if published == S::Connected {
+                        Step::Publish(S::Closing)
+                    } else {
+                        Step::Nothing
+                    }
+                }
+            },
+        },
+    }
+}
+
+/// The backend end of one split device's xenstore handshake.
+///
+/// See the [module documentation](self) for the protocol and an example.
+#[derive(Debug)]
+pub struct BackendDevice {
+    address: DeviceAddress,
+    device_type: &'static str,
+    backend_path: String,
+    frontend_path: String,
+    frontend_state_path: String,
+    watch_token: Option<String>,
+    phase: Phase,
+    hotplug_connected: bool,
+    last_frontend: FrontendView,
+}
+
+impl BackendDevice {
+    /// A device at `address` under `directory`. Does no I/O.
+    pub fn new(directory: &BackendDirectory, address: DeviceAddress) -> Self {
+        Self {
+            address,
+            device_type: directory.device_type,
+            backend_path: directory.device_path(address),
+            frontend_path: String::new(),
+            frontend_state_path: String::new(),
+            watch_token: None,
+            phase: Phase::Created,
+            hotplug_connected: false,
+            last_frontend: FrontendView::Gone,
+        }
+    }
+
+    /// The device's address under its backend directory.
+    pub fn address(&self) -> DeviceAddress {
+        self.address
+    }
+
+    /// The frontend's domain id.
+    pub fn frontend_id(&self) -> DomId {
+        self.address.frontend_id
+    }
+
+    /// The device's backend directory, e.g. `backend/vbd/5/51728`.
+    pub fn backend_path(&self) -> &str {
+        &self.backend_path
+    }
+
+    /// The frontend's directory, e.g. `/local/domain/5/device/vbd/51728`;
+    /// empty until [`probe`](Self::probe) succeeded.
+    pub fn frontend_path(&self) -> &str {
+        &self.frontend_path
+    }
+
+    /// Where the device is in its life.
+    pub fn phase(&self) -> Phase {
+        self.phase
+    }
+
+    /// The frontend state seen at the last look.
+    pub fn last_frontend(&self) -> FrontendView {
+        self.last_frontend
+    }
+
+    /// Reads and checks `frontend-id` and `frontend`. On a refusal the
+    /// device is failed (see [`fail`](Self::fail)) and the reason returned.
+    pub fn probe<X: Xenstore + ?Sized>(&mut self, xs: &mut X) -> Result<(), HandshakeError> {
+        if self.phase != Phase::Created {
+            return Err(HandshakeError::WrongPhase);
+        }
+        match self.check_frontend(xs) {
+            Ok(frontend_path) => {
+                self.frontend_state_path = format!("{frontend_path}/state");
+                self.frontend_path = frontend_path;
+                self.phase = Phase::Probed;
+                Ok(())
+            }
+            Err(HandshakeError::Gone) => {
+                self.phase = Phase::Removed;
+                Err(HandshakeError::Gone)
+            }
+            Err(error) => {
+                let _ = self.fail(xs, &format!("{error}"));
+                Err(error)
+            }
+        }
+    }
+
+    fn check_frontend<X: Xenstore + ?Sized>(&self, xs: &mut X) -> Result<String, HandshakeError> {
+        let frontend_id = self
+            .read_backend(xs, "frontend-id", value::parse_domid)
+            .map_err(|error| match error.reason {
+                FieldReason::Missing if !self.backend_exists(xs) => HandshakeError::Gone,
+                _ => HandshakeError::Field(error),
+            })?;
+        if frontend_id != self.address.frontend_id {
+            return Err(HandshakeError::Field(FieldError {
+                key: "frontend-id".into(),
+                reason: FieldReason::Invalid(ValueError::FrontendPathDomid),
+            }));
+        }
+        let (frontend_id, device_type, devid) = (frontend_id, self.device_type, self.address.devid);
+        self.read_backend(xs, "frontend", |path| {
+            value::check_frontend_path(path, frontend_id, device_type, devid)
+                .map(|()| String::from(path))
+        })
+        .map_err(HandshakeError::Field)
+    }
+
+    fn backend_exists<X: Xenstore + ?Sized>(&self, xs: &mut X) -> bool {
+        !matches!(
+            xs.read(TxId::NONE, &self.backend_path),
+            Err(XsError::Enoent)
+        )
+    }
+
+    /// Reads `key` in the backend directory and parses it with `parse`.
+    pub fn read_backend<X, T>(
+        &self,
+        xs: &mut X,
+        key: &str,
+        parse: impl FnOnce(&str) -> Result<T, ValueError>,
+    ) -> Result<T, FieldError>
+    where
+        X: Xenstore + ?Sized,
+    {
+        read_field(xs, &self.backend_path, key, parse)
+    }
+
+    /// Reads `key` in the frontend directory and parses it with `parse`.
+    pub fn read_frontend<X, T>(
+        &self,
+        xs: &mut X,
+        key: &str,
+        parse: impl FnOnce(&str) -> Result<T, ValueError>,
+    ) -> Result<T, FieldError>
+    where
+        X: Xenstore + ?Sized,
+    {
+        if self.frontend_path.is_empty() {
+            return Err(FieldError {
+                key: key.into(),
+                reason: FieldReason::Missing,
+            });
+        }
+        read_field(xs, &self.frontend_path, key, parse)
+    }
+
+    /// Like [`read_frontend`](Self::read_frontend), but a missing node is
+    /// `Ok(None)`: for optional keys such as `protocol` or `feature-*`.
+    pub fn read_frontend_optional<X, T>(
+        &self,
+        xs: &mut X,
+        key: &str,
+        parse: impl FnOnce(&str) -> Result<T, ValueError>,
+    ) -> Result<Option<T>, FieldError>
+    where
+        X: Xenstore + ?Sized,
+    {
+        match self.read_frontend(xs, key, parse) {
+            Ok(value) => Ok(Some(value)),
+            Err(FieldError {
+                reason: FieldReason::Missing,
+                ..
+            }) => Ok(None),
+            Err(error) => Err(error),
+        }
+    }
+
+    /// Writes `key = value` in the backend directory, outside the handshake
+    /// (for example a new `sectors` after a resize).
+    pub fn write_backend<X: Xenstore + ?Sized>(
+        &self,
+        xs: &mut X,
+        key: &str,
+        value: &str,
+    ) -> Result<(), HandshakeError> {
+        check_key(key)?;
+        xs.write(TxId::NONE, &format!("{}/{key}", self.backend_path), value)?;
+        Ok(())
+    }
+
+    /// Publishes `features` (key, value pairs in the backend directory),
+    /// `hotplug-status=connected` and `state=InitWait` in one transaction,
+    /// then watches the backend directory and the frontend's `state` with
+    /// `watch_token`. The watches fire once at once, so the next
+    /// [`on_watch`](Self::on_watch) sees where the frontend already is.
+    pub fn start<X: Xenstore + ?Sized>(
+        &mut self,
+        xs: &mut X,
+        features: &[(&str, &str)],
+        watch_token: &str,
+    ) -> Result<(), HandshakeError> {
+        if self.phase != Phase::Probed {
+            return Err(HandshakeError::WrongPhase);
+        }
+        for (key, _) in features {
+            check_key(key)?;
+        }
+        let backend_path = self.backend_path.clone();
+        let result = with_transaction(xs, |xs, tx| {
+            require_backend(xs, tx, &backend_path)?;
+            for (key, value) in features {
+                xs.write(tx, &format!("{backend_path}/{key}"), value)?;
+            }
+            xs.write(tx, &format!("{backend_path}/hotplug-status"), "connected")?;
+            xs.write(
+                tx,
+                &format!("{backend_path}/state"),
+                XenbusState::InitWait.as_str(),
+            )?;
+            Ok(())
+        });
+        match result {
+            Ok(()) => {}
+            Err(HandshakeError::Gone) => {
+                self.phase = Phase::Removed;
+                return Err(HandshakeError::Gone);
+            }
+            Err(error) => return Err(error),
+        }
+        self.hotplug_connected = true;
+        self.phase = Phase::Idle(XenbusState::InitWait);
+        xs.watch(&self.backend_path, watch_token)?;
+        if let Err(error) = xs.watch(&self.frontend_state_path, watch_token) {
+            self.unwatch_path(xs, &self.backend_path, watch_token);
+            return Err(error.into());
+        }
+        self.watch_token = Some(watch_token.into());
+        log::info!("{}: waiting for {}", self.backend_path, self.frontend_path);
+        Ok(())
+    }
+
+    /// Whether a watch event path concerns this device.
+    pub fn is_relevant(&self, path: &str) -> bool {
+        path == self.frontend_state_path
+            || path
+                .strip_prefix(self.backend_path.as_str())
+                .is_some_and(|rest| rest.is_empty() || rest.starts_with('/'))
+    }
+
+    /// Handles a watch event: looks at both ends when `path` concerns the
+    /// device, publishes any state change that needs no engine work, and
+    /// says what the engine must do.
+    pub fn on_watch<X: Xenstore + ?Sized>(&mut self, xs: &mut X, path: &str) -> Action {
+        let interesting = path == self.frontend_state_path
+            || path == self.backend_path
+            || path
+                .strip_prefix(self.backend_path.as_str())
+                .is_some_and(|rest| rest == "/online");
+        if !interesting {
+            return Action::None;
+        }
+        self.refresh(xs)
+    }
+
+    /// Looks at both ends now, as [`on_watch`](Self::on_watch) does for a
+    /// relevant event.
+    pub fn refresh<X: Xenstore + ?Sized>(&mut self, xs: &mut X) -> Action {
+        // Bounded: each round either returns or publishes one state, and
+        // publishing can lead to at most one further publication
+        // (Closing -> Closed is never followed by another within a round).
+        for _ in 0..3 {
+            let Some(frontend) = self.look_at_frontend(xs) else {
+                return Action::None;
+            };
+            let Some(backend) = self.look_at_backend(xs) else {
+                return Action::None;
+            };
+            match decide(self.phase, frontend, backend) {
+                Step::Nothing => return Action::None,
+                Step::Connect => {
+                    log::info!("{}: frontend is ready, connecting", self.backend_path);
+                    self.phase = Phase::Connecting;
+                    return Action::Connect;
+                }
+                Step::Disconnect => {
+                    log::info!(
+                        "{}: disconnecting (frontend {frontend:?}, backend {backend:?})",
+                        self.backend_path
+                    );
+                    self.phase = Phase::Disconnecting;
+                    return Action::Disconnect;
+                }
+                Step::Remove => return self.remove(xs),
+                Step::Publish(state) => match self.publish(xs, state) {
+                    Ok(()) => continue,
+                    Err(HandshakeError::Gone) => return self.remove(xs),
+                    Err(error) => {
+                        log::warn!("{}: cannot publish {state:?}: {error}", self.backend_path);
+                        return Action::None;
+                    }
+                },
+                Step::PublishThenRemove(state) => {
+                    if let Err(error) = self.publish(xs, state) {
+                        log::warn!("{}: cannot publish {state:?}: {error}", self.backend_path);
+                    }
+                    return self.remove(xs);
+                }
+            }
+        }
+        Action::None
+    }
+
+    /// The engine has set up its datapath after [`Action::Connect`]:
+    /// publishes `Connected` and looks at both ends again.
+    pub fn connected<X: Xenstore + ?Sized>(&mut self, xs: &mut X) -> Action {
+        if self.phase != Phase::Connecting {
+            log::warn!(
+                "{}: connected() in phase {:?}",
+                self.backend_path,
+                self.phase
+            );
+            return Action::None;
+        }
+        self.phase = Phase::Connected;
+        match self.publish(xs, XenbusState::Connected) {
+            Ok(()) => log::info!("{}: connected", self.backend_path),
+            Err(HandshakeError::Gone) => {
+                self.phase = Phase::Disconnecting;
+                return Action::Disconnect;
+            }
+            Err(error) => {
+                // The frontend cannot see us connected; unwind so that the
+                // next event starts over rather than leaving a half state.
+                log::warn!("{}: cannot publish Connected: {error}", self.backend_path);
+                self.phase = Phase::Disconnecting;
+                return Action::Disconnect;
+            }
+        }
+        self.refresh(xs)
+    }
+
+    /// The engine has torn its datapath down after [`Action::Disconnect`]:
+    /// publishes `Closing`/`Closed`/`InitWait` as both ends require.
+    pub fn disconnected<X: Xenstore + ?Sized>(&mut self, xs: &mut X) -> Action {
+        if self.phase != Phase::Disconnecting {
+            log::warn!(
+                "{}: disconnected() in phase {:?}",
+                self.backend_path,
+                self.phase
+            );
+            return Action::None;
+        }
+        // The state last published: `Connected`, or `InitWait` when the
+        // connect never finished. `decide` moves on from there.
+        let published = self.published_state();
+        self.phase = Phase::Idle(published);
+        self.refresh(xs)
+    }
+
+    /// Reports a failure the toolstack should show: writes `message` to the
+    /// backend's `error` node (and `hotplug-status=error` with
+    /// `hotplug-error` if the device never reported itself connected), and
+    /// publishes `Closed`. The engine must hold no datapath for the device.
+    ///
+    /// A device that fails before [`start`](Self::start) stays failed until
+    /// the toolstack removes it; one that fails later can be reconnected
+    /// by the frontend starting over from `Initialising`.
+    pub fn fail<X: Xenstore + ?Sized>(&mut self, xs: &mut X, message: &str) -> Action {
+        log::warn!("{}: failed: {message}", self.backend_path);
+        let message = truncate(message, MAX_ERROR_MESSAGE_LEN);
+        let backend_path = self.backend_path.clone();
+        let hotplug_connected = self.hotplug_connected;
+        let result = with_transaction(xs, |xs, tx| {
+            require_backend(xs, tx, &backend_path)?;
+            xs.write(tx, &format!("{backend_path}/error"), message)?;
+            if !hotplug_connected {
+                xs.write(tx, &format!("{backend_path}/hotplug-error"), message)?;
+                xs.write(tx, &format!("{backend_path}/hotplug-status"), "error")?;
+            }
+            xs.write(
+                tx,
+                &format!("{backend_path}/state"),
+                XenbusState::Closed.as_str(),
+            )?;
+            Ok(())
+        });
+        match result {
+            Ok(()) => {}
+            Err(HandshakeError::Gone) => return self.remove(xs),
+            Err(error) => log::warn!("{}: cannot report failure: {error}", self.backend_path),
+        }
+        match self.phase {
+            Phase::Created | Phase::Probed | Phase::Failed => {
+                self.phase = Phase::Failed;
+                Action::None
+            }
+            Phase::Removed => Action::None,
+            _ => {
+                self.phase = Phase::Idle(XenbusState::Closed);
+                self.refresh(xs)
+            }
+        }
+    }
+
+    /// Removes the device's watches and marks it finished, for an engine
+    /// that shuts down on its own. The engine must hold no datapath for it.
+    pub fn stop<X: Xenstore + ?Sized>(&mut self, xs: &mut X) {
+        let _ = self.remove(xs);
+    }
+
+    fn published_state(&self) -> XenbusState {
+        match self.phase {
+            Phase::Idle(state) => state,
+            Phase::Connected | Phase::Disconnecting => XenbusState::Connected,
+            Phase::Connecting => XenbusState::InitWait,
+            Phase::Failed => XenbusState::Closed,
+            Phase::Created | Phase::Probed | Phase::Removed => XenbusState::Initialising,
+        }
+    }
+
+    fn remove<X: Xenstore + ?Sized>(&mut self, xs: &mut X) -> Action {
+        if let Some(token) = self.watch_token.take() {
+            self.unwatch_path(xs, &self.backend_path, &token);
+            self.unwatch_path(xs, &self.frontend_state_path, &token);
+        }
+        log::info!("{}: removed", self.backend_path);
+        self.phase = Phase::Removed;
+        Action::Remove
+    }
+
+    fn unwatch_path<X: Xenstore + ?Sized>(&self, xs: &mut X, path: &str, token: &str) {
+        if let Err(error) = xs.unwatch(path, token) {
+            log::warn!("{}: unwatch {path} failed: {error:?}", self.backend_path);
+        }
+    }
+
+    /// Writes `state` in a transaction that first checks the node exists,
+    /// so a device the toolstack just removed is not brought back as a
+    /// stray `state` node.
+    fn publish<X: Xenstore + ?Sized>(
+        &mut self,
+        xs: &mut X,
+        state: XenbusState,
+    ) -> Result<(), HandshakeError> {
+        let path = format!("{}/state", self.backend_path);
+        with_transaction(xs, |xs, tx| {
+            match xs.read(tx, &path) {
+                Ok(_) => {}
+                Err(XsError::Enoent) => return Err(HandshakeError::Gone),
+                Err(error) => return Err(error.into()),
+            }
+            xs.write(tx, &path, state.as_str())?;
+            Ok(())
+        })?;
+        log::debug!("{}: state {state:?}", self.backend_path);
+        if let Phase::Idle(_) = self.phase {
+            self.phase = Phase::Idle(state);
+        }
+        Ok(())
+    }
+
+    /// Reads the frontend's state; `None` when xenstore could not answer
+    /// (the next event will look again).
+    fn look_at_frontend<X: Xenstore + ?Sized>(&mut self, xs: &mut X) -> Option<FrontendView> {
+        let view = match xs.read(TxId::NONE, &self.frontend_state_path) {
+            Ok(text) => match XenbusState::parse(&text) {
+                Some(state) => FrontendView::State(state),
+                None => {
+                    log::warn!(
+                        "{}: frontend state is not a XenbusState, ignoring it",
+                        self.backend_path
+                    );
+                    FrontendView::Garbage
+                }
+            },
+            // A frontend that hides its state is treated as gone.
+            Err(XsError::Enoent | XsError::Eacces) => FrontendView::Gone,
+            Err(error) => {
+                log::warn!(
+                    "{}: cannot read frontend state: {error:?}",
+                    self.backend_path
+                );
+                return None;
+            }
+        };
+        self.last_frontend = view;
+        Some(view)
+    }
+
+    fn look_at_backend<X: Xenstore + ?Sized>(&self, xs: &mut X) -> Option<BackendView> {
+        match xs.read(TxId::NONE, &format!("{}/online", self.backend_path)) {
+            Ok(text) => match value::parse_bool(&text) {
+                Ok(true) => Some(BackendView::Online),
+                Ok(false) => Some(BackendView::Offline),
+                Err(error) => {
+                    log::warn!("{}: online: {error}, taking it as 0", self.backend_path);
+                    Some(BackendView::Offline)
+                }
+            },
+            Err(XsError::Enoent) => {
+                if self.backend_exists(xs) {
+                    Some(BackendView::Offline)
+                } else {
+                    Some(BackendView::Gone)
+                }
+            }
+            Err(error) => {
+                log::warn!("{}: cannot read online: {error:?}", self.backend_path);
+                None
+            }
+        }
+    }
+}
+
+fn read_field<X, T>(
+    xs: &mut X,
+    directory: &str,
+    key: &str,
+    parse: impl FnOnce(&str) -> Result<T, ValueError>,
+) -> Result<T, FieldError>
+where
+    X: Xenstore + ?Sized,
+{
+    let reason = match xs.read(TxId::NONE, &format!("{directory}/{key}")) {
+        Ok(text) => match parse(&text) {
+            Ok(value) => return Ok(value),
+            Err(error) => FieldReason::Invalid(error),
+        },
+        Err(XsError::Enoent | XsError::Eacces) => FieldReason::Missing,
+        Err(error) => FieldReason::Xenstore(error),
+    };
+    let error = FieldError {
+        key: key.into(),
+        reason,
+    };
+    log::warn!("{directory}: {error}");
+    Err(error)
+}
+
+fn require_backend<X: Xenstore + ?Sized>(
+    xs: &mut X,
+    tx: TxId,
+    backend_path: &str,
+) -> Result<(), HandshakeError> {
+    match xs.read(tx, backend_path) {
+        Ok(_) => Ok(()),
+        Err(XsError::Enoent) => Err(HandshakeError::Gone),
+        Err(error) => Err(error.into()),
+    }
+}
+
+fn check_key(key: &str) -> Result<(), HandshakeError> {
+    let well_formed = !key.is_empty()
+        && key.len() <= MAX_KEY_LEN
+        && key
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_');
+    if well_formed {
+        Ok(())
+    } else {
+        Err(HandshakeError::BadKey)
+    }
+}
+
+/// The longest prefix of `text` of at most `max` bytes that ends on a
+/// character boundary.
+fn truncate(text: &str, max: usize) -> &str {
+    if text.len() <= max {
+        return text;
+    }
+    let mut end = max;
+    while !text.is_char_boundary(end) {
+        end -= 1;
+    }
+    &text[..end]
+}
+
+#[cfg(test)]
+mod tests;
