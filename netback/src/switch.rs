@@ -105,6 +105,12 @@ impl Switch {
         self.table.retain(|_, entry| entry.port != port);
     }
 
+    /// Forgets every address learnt on `port`, keeping the port and its
+    /// counters (a vif whose frontend disconnected).
+    pub fn forget_port_addresses(&mut self, port: PortId) {
+        self.table.retain(|_, entry| entry.port != port);
+    }
+
     /// The ports, in order.
     pub fn ports(&self) -> impl Iterator<Item = PortId> + '_ {
         self.ports.keys().copied()
