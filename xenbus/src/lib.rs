@@ -17,8 +17,10 @@ extern crate alloc;
 
 pub mod backend;
 pub mod platform;
+pub mod ring;
 pub mod state;
 pub mod value;
+pub mod wire;
 
 pub use platform::{DomId, EvtchnPort, GrantRef};
 pub use state::XenbusState;
