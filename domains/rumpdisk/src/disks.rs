@@ -1,0 +1,153 @@
+//! The `disk=NAME:SIZE` words of the command line (`extra=` in the xl
+//! config): which RAM disks to create. The command line comes from whoever
+//! wrote the xl config, so it is checked, and a bad word is reported and
+//! skipped rather than trusted.
+
+use alloc::string::String;
+use alloc::vec::Vec;
+use core::fmt;
+
+/// Bytes per sector of the disks served (blkif sectors are 512 bytes).
+pub const SECTOR_SIZE: u64 = 512;
+
+/// The longest disk name (it becomes the `target=` of `xl block-attach`).
+pub const MAX_NAME_LEN: usize = 32;
+
+/// One RAM disk to create.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct DiskSpec {
+    /// The name vbds refer to in their `params` node.
+    pub name: String,
+    /// Size in 512-byte sectors.
+    pub sectors: u64,
+}
+
+/// Why a `disk=` word was refused.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum DiskSpecError {
+    /// expected NAME:SIZE
+    MissingSize,
+    /// the name is empty, longer than 32 bytes, or not [A-Za-z0-9_-]
+    BadName,
+    /// the size is not a number with an optional K, M or G suffix
+    BadSize,
+    /// the size is zero, not a whole number of 512-byte sectors, or too large
+    BadSizeValue,
+    /// the same name appears twice
+    DuplicateName,
+}
+
+impl fmt::Display for DiskSpecError {
+    fn fmt(&self, formatter: &mut fmt::Formatter<'_>) -> fmt::Result {
+        formatter.write_str(match self {
+            Self::MissingSize => "expected NAME:SIZE",
+            Self::BadName => "the name is empty, longer than 32 bytes, or not [A-Za-z0-9_-]",
+            Self::BadSize => "the size is not a number with an optional K, M or G suffix",
+            Self::BadSizeValue => {
+                "the size is zero, not a whole number of 512-byte sectors, or too large"
+            }
+            Self::DuplicateName => "the same name appears twice",
+        })
+    }
+}
+
+/// Parses one `NAME:SIZE` value (`ram0:64M`).
+pub fn parse_disk(value: &str) -> Result<DiskSpec, DiskSpecError> {
+    let (name, size) = value.split_once(':').ok_or(DiskSpecError::MissingSize)?;
+    let name_ok = !name.is_empty()
+        && name.len() <= MAX_NAME_LEN
+        && name
+            .bytes()
+            .all(|byte| byte.is_ascii_alphanumeric() || byte == b'_' || byte == b'-');
+    if !name_ok {
+        return Err(DiskSpecError::BadName);
+    }
+    let (digits, multiplier) = match size.as_bytes().last() {
+        Some(b'K' | b'k') => (&size[..size.len() - 1], 1u64 << 10),
+        Some(b'M' | b'm') => (&size[..size.len() - 1], 1 << 20),
+        Some(b'G' | b'g') => (&size[..size.len() - 1], 1 << 30),
+        _ => (size, 1),
+    };
+    if digits.is_empty() || !digits.bytes().all(|byte| byte.is_ascii_digit()) || digits.len() > 12 {
+        return Err(DiskSpecError::BadSize);
+    }
+    let number: u64 = digits.parse().map_err(|_| DiskSpecError::BadSize)?;
+    let bytes = number
+        .checked_mul(multiplier)
+        .ok_or(DiskSpecError::BadSizeValue)?;
+    // A RAM disk must fit in memory: 1 TiB is far beyond any domain here.
+    if bytes == 0 || bytes % SECTOR_SIZE != 0 || bytes > 1 << 40 {
+        return Err(DiskSpecError::BadSizeValue);
+    }
+    Ok(DiskSpec {
+        name: name.into(),
+        sectors: bytes / SECTOR_SIZE,
+    })
+}
+
+/// Every `disk=` word of `command_line`, in order: the accepted specs and
+/// the refused words with their reasons.
+pub fn parse_command_line(command_line: &str) -> (Vec<DiskSpec>, Vec<(String, DiskSpecError)>) {
+    let mut disks: Vec<DiskSpec> = Vec::new();
+    let mut refused = Vec::new();
+    for word in command_line.split_ascii_whitespace() {
+        let Some(value) = word.strip_prefix("disk=") else {
+            continue;
+        };
+        match parse_disk(value) {
+            Ok(disk) if disks.iter().any(|known| known.name == disk.name) => {
+                refused.push((value.into(), DiskSpecError::DuplicateName));
+            }
+            Ok(disk) => disks.push(disk),
+            Err(error) => refused.push((value.into(), error)),
+        }
+    }
+    (disks, refused)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn parses_sizes_with_suffixes() {
+        assert_eq!(
+            parse_disk("ram0:64M"),
+            Ok(DiskSpec { name: "ram0".into(), sectors: 64 * 2048 })
+        );
+        assert_eq!(parse_disk("a:1k").map(|disk| disk.sectors), Ok(2));
+        assert_eq!(parse_disk("b-1_x:2G").map(|disk| disk.sectors), Ok(4 << 20));
+        assert_eq!(parse_disk("c:4096").map(|disk| disk.sectors), Ok(8));
+    }
+
+    #[test]
+    fn refuses_bad_words() {
+        assert_eq!(parse_disk("ram0"), Err(DiskSpecError::MissingSize));
+        assert_eq!(parse_disk(":1M"), Err(DiskSpecError::BadName));
+        assert_eq!(parse_disk("a/b:1M"), Err(DiskSpecError::BadName));
+        let long_name = alloc::format!("{}:1M", "x".repeat(MAX_NAME_LEN + 1));
+        assert_eq!(parse_disk(&long_name), Err(DiskSpecError::BadName));
+        assert_eq!(parse_disk("a:"), Err(DiskSpecError::BadSize));
+        assert_eq!(parse_disk("a:M"), Err(DiskSpecError::BadSize));
+        assert_eq!(parse_disk("a:-1M"), Err(DiskSpecError::BadSize));
+        assert_eq!(parse_disk("a:1T"), Err(DiskSpecError::BadSize));
+        assert_eq!(parse_disk("a:0M"), Err(DiskSpecError::BadSizeValue));
+        assert_eq!(parse_disk("a:1000"), Err(DiskSpecError::BadSizeValue));
+        assert_eq!(parse_disk("a:999999999999G"), Err(DiskSpecError::BadSizeValue));
+    }
+
+    #[test]
+    fn command_line_keeps_order_and_reports_refusals() {
+        let (disks, refused) =
+            parse_command_line("loglevel=debug disk=ram0:64M disk=bad disk=ram1:16M disk=ram0:1M");
+        let names: Vec<&str> = disks.iter().map(|disk| disk.name.as_str()).collect();
+        assert_eq!(names, ["ram0", "ram1"]);
+        assert_eq!(
+            refused,
+            [
+                ("bad".into(), DiskSpecError::MissingSize),
+                ("ram0:1M".into(), DiskSpecError::DuplicateName)
+            ]
+        );
+    }
+}

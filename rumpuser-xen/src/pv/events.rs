@@ -1,0 +1,256 @@
+//! Event channels (`xen/include/public/event_channel.h`) over the 2-level
+//! pending/mask bitmaps of the shared info page (`xen.h`).
+//!
+//! Upcalls stay masked while the domain runs. The only place they are
+//! enabled is `SCHEDOP_block`, which unmasks atomically and blocks until an
+//! event is pending; the upcall Xen then delivers runs no Rust code (it just
+//! returns into the hypercall stub, see `hypervisor_callback`), and the
+//! main loop collects pending ports with [`take_pending`] and runs their
+//! handlers in ordinary context.
+
+use core::arch::global_asm;
+use core::sync::atomic::{AtomicU64, AtomicU8, Ordering};
+
+use super::abi::consts;
+use super::hypercall::hypercall;
+use super::Global;
+
+#[repr(C, align(4096))]
+struct Page([u8; 4096]);
+
+/// The page whose virtual address we remap onto the shared info frame.
+static mut SHARED_INFO_PAGE: Page = Page([0; 4096]);
+
+global_asm!(
+    r#"
+    .section .text.events, "ax"
+    .global hypervisor_callback
+hypervisor_callback:
+    // Xen's bounce frame: rcx, r11, rip, cs, rflags, rsp, ss. Xen has set
+    // evtchn_upcall_mask again; the main loop keeps it set. Restore rcx and
+    // r11 and return in place (ring 3 to ring 3, so no iret hypercall).
+    pop rcx
+    pop r11
+    or byte ptr [rsp + 8], 3
+    or byte ptr [rsp + 32], 3
+    iretq
+"#
+);
+
+unsafe extern "C" {
+    fn hypervisor_callback();
+}
+
+fn shared_info() -> usize {
+    core::ptr::addr_of!(SHARED_INFO_PAGE) as usize
+}
+
+fn byte_at(offset: usize) -> &'static AtomicU8 {
+    // SAFETY: `offset` is inside the shared info page, mapped for the
+    // domain's life; Xen writes it concurrently, so access is atomic only.
+    unsafe { AtomicU8::from_ptr((shared_info() + offset) as *mut u8) }
+}
+
+fn word_at(offset: usize) -> &'static AtomicU64 {
+    // SAFETY: as for `byte_at`; every offset used is 8-byte aligned.
+    unsafe { AtomicU64::from_ptr((shared_info() + offset) as *mut u64) }
+}
+
+/// Virtual address of the shared info page (vcpu 0's `vcpu_info` is first).
+pub fn shared_info_address() -> usize {
+    shared_info()
+}
+
+/// `vcpu_info[0].arch.cr2`: the faulting address of the last page fault.
+pub fn vcpu_cr2() -> u64 {
+    word_at(consts::VCPU_INFO_CR2).load(Ordering::Relaxed)
+}
+
+/// Maps the shared info page and registers the upcall.
+pub fn init_shared_info(shared_info_machine_address: u64) {
+    // SAFETY: the static page is never accessed through its original
+    // mapping; from here on it aliases the shared info frame, accessed only
+    // through atomics.
+    let rc = unsafe {
+        super::mm::update_va_mapping(
+            shared_info() as u64,
+            shared_info_machine_address | 0x67,
+        )
+    };
+    assert!(rc == 0, "cannot map shared info: {rc}");
+}
+
+/// Registers the upcall and the failsafe callback and masks every port.
+pub fn init() {
+    byte_at(consts::VCPU_INFO_UPCALL_MASK).store(1, Ordering::SeqCst);
+    // SAFETY: both addresses are code in the image that follows the PV
+    // callback conventions (see the assembly above and `traps`).
+    let rc = unsafe {
+        hypercall(
+            consts::HYPERVISOR_SET_CALLBACKS,
+            hypervisor_callback as *const () as u64,
+            super::traps::failsafe_address(),
+            0,
+            0,
+            0,
+        )
+    };
+    assert!(rc == 0, "set_callbacks failed: {rc}");
+}
+
+fn event_channel_op(command: u64, argument: *mut u8) -> i64 {
+    // SAFETY: every caller passes the argument structure `command` expects,
+    // living on its stack for the duration of the call.
+    unsafe {
+        hypercall(
+            consts::HYPERVISOR_EVENT_CHANNEL_OP,
+            command,
+            argument as u64,
+            0,
+            0,
+            0,
+        )
+    }
+}
+
+/// Sends an event on `port`.
+pub fn notify_port(port: u32) {
+    let mut send = port;
+    event_channel_op(consts::EVTCHNOP_SEND, (&mut send as *mut u32).cast());
+}
+
+/// `EVTCHNOP_bind_interdomain`; returns the local port or Xen's error code.
+pub fn bind_interdomain(remote_domid: u16, remote_port: u32) -> Result<u32, i64> {
+    // struct evtchn_bind_interdomain: remote_dom u16, pad, remote_port u32, local_port u32.
+    let mut argument = [0u32; 3];
+    argument[0] = u32::from(remote_domid);
+    argument[1] = remote_port;
+    let rc = event_channel_op(consts::EVTCHNOP_BIND_INTERDOMAIN, argument.as_mut_ptr().cast());
+    if rc != 0 {
+        return Err(rc);
+    }
+    mask(argument[2]);
+    Ok(argument[2])
+}
+
+/// `EVTCHNOP_alloc_unbound`: a port `remote_domid` may bind to.
+pub fn alloc_unbound(remote_domid: u16) -> Result<u32, i64> {
+    // struct evtchn_alloc_unbound: dom u16, remote_dom u16, port u32.
+    let mut argument = [0u32; 2];
+    argument[0] = u32::from(consts::DOMID_SELF) | (u32::from(remote_domid) << 16);
+    let rc = event_channel_op(consts::EVTCHNOP_ALLOC_UNBOUND, argument.as_mut_ptr().cast());
+    if rc != 0 {
+        return Err(rc);
+    }
+    mask(argument[1]);
+    Ok(argument[1])
+}
+
+/// `EVTCHNOP_bind_virq` on vcpu 0.
+pub fn bind_virq(virq: u32) -> Result<u32, i64> {
+    // struct evtchn_bind_virq: virq u32, vcpu u32, port u32.
+    let mut argument = [virq, 0, 0];
+    let rc = event_channel_op(consts::EVTCHNOP_BIND_VIRQ, argument.as_mut_ptr().cast());
+    if rc != 0 {
+        return Err(rc);
+    }
+    Ok(argument[2])
+}
+
+/// `EVTCHNOP_close`.
+pub fn close(port: u32) {
+    let mut argument = port;
+    event_channel_op(consts::EVTCHNOP_CLOSE, (&mut argument as *mut u32).cast());
+}
+
+fn bit(port: u32) -> (usize, u64) {
+    ((port / 64) as usize * 8, 1u64 << (port % 64))
+}
+
+/// Sets the mask bit of `port`.
+pub fn mask(port: u32) {
+    if port >= 4096 {
+        return;
+    }
+    let (offset, bit) = bit(port);
+    word_at(consts::SHARED_INFO_EVTCHN_MASK + offset).fetch_or(bit, Ordering::SeqCst);
+}
+
+/// Clears the mask bit of `port`. Upcalls are masked, so the plain bit
+/// clear is enough: a pending event is seen by the next [`take_pending`].
+pub fn unmask(port: u32) {
+    if port >= 4096 {
+        return;
+    }
+    let (offset, bit) = bit(port);
+    word_at(consts::SHARED_INFO_EVTCHN_MASK + offset).fetch_and(!bit, Ordering::SeqCst);
+    // Have Xen re-evaluate the selector bits for this port.
+    let mut argument = port;
+    event_channel_op(consts::EVTCHNOP_UNMASK, (&mut argument as *mut u32).cast());
+}
+
+/// Ports collected from the shared info page but not yet handled.
+static COLLECTED: Global<[u64; 64]> = Global::new([0; 64]);
+
+/// Moves every pending, unmasked port from the shared info page into
+/// [`COLLECTED`], clearing its pending bit there.
+fn collect() {
+    let mut collected = COLLECTED.borrow_mut();
+    scan(|port| collected[(port / 64) as usize] |= 1 << (port % 64));
+}
+
+/// Calls `handle` for every port that fired since the last call.
+pub fn take_pending(mut handle: impl FnMut(u32)) {
+    collect();
+    let ports = core::mem::replace(&mut *COLLECTED.borrow_mut(), [0; 64]);
+    for (word, &bits) in ports.iter().enumerate() {
+        let mut bits = bits;
+        while bits != 0 {
+            handle(word as u32 * 64 + bits.trailing_zeros());
+            bits &= bits - 1;
+        }
+    }
+}
+
+/// Blocks until some event arrives, keeping what fired for the next
+/// [`take_pending`]. For code that waits on shared memory (the xenstore
+/// and console rings) and re-checks it after every wakeup.
+pub fn wait_for_any_event() {
+    collect();
+    block();
+}
+
+fn scan(mut handle: impl FnMut(u32)) {
+    byte_at(consts::VCPU_INFO_UPCALL_PENDING).store(0, Ordering::SeqCst);
+    let selector = word_at(consts::VCPU_INFO_PENDING_SEL).swap(0, Ordering::SeqCst);
+    let mut words = selector;
+    while words != 0 {
+        let word = words.trailing_zeros() as usize;
+        words &= words - 1;
+        let pending = word_at(consts::SHARED_INFO_EVTCHN_PENDING + word * 8);
+        let masked = word_at(consts::SHARED_INFO_EVTCHN_MASK + word * 8).load(Ordering::SeqCst);
+        let ready = pending.load(Ordering::SeqCst) & !masked;
+        if ready == 0 {
+            continue;
+        }
+        pending.fetch_and(!ready, Ordering::SeqCst);
+        let mut bits = ready;
+        while bits != 0 {
+            let port = word as u32 * 64 + bits.trailing_zeros();
+            bits &= bits - 1;
+            handle(port);
+        }
+    }
+}
+
+
+/// Blocks the vCPU until an event arrives (or returns at once if one is
+/// already pending). Upcalls are masked again on return.
+pub fn block() {
+    // SAFETY: SCHEDOP_block takes no argument; with upcalls masked it
+    // unmasks them and checks for pending events atomically with blocking.
+    unsafe {
+        hypercall(consts::HYPERVISOR_SCHED_OP, consts::SCHEDOP_BLOCK, 0, 0, 0, 0);
+    }
+    byte_at(consts::VCPU_INFO_UPCALL_MASK).store(1, Ordering::SeqCst);
+}
