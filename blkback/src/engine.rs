@@ -39,7 +39,7 @@ use crate::{Config, Platform, MAX_INDIRECT_SEGMENTS, MAX_QUEUES, MAX_RING_PAGE_O
 /// The watch token of the backend directory.
 pub const BACKEND_WATCH_TOKEN: &str = "blkback";
 /// Prefix of the watch tokens of frontend directories.
-const FRONTEND_WATCH_TOKEN_PREFIX: &str = "blkback-frontend:";
+const FRONTEND_WATCH_TOKEN_PREFIX: &str = "blkback-frontend-";
 /// Most vbds the tag layout can address.
 const MAX_VBDS: usize = 1 << 16;
 
@@ -511,7 +511,7 @@ impl<P: Platform, D: BlockDevice> Blkback<P, D> {
             id,
             frontend_id,
             devid,
-            watch_token: format!("{FRONTEND_WATCH_TOKEN_PREFIX}{frontend_id}/{devid}"),
+            watch_token: format!("{FRONTEND_WATCH_TOKEN_PREFIX}{frontend_id}-{devid}"),
             backend_path,
             frontend_path: None,
             disk: None,

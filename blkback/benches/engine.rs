@@ -1,0 +1,2 @@
+//! Engine throughput benchmark (written below).
+fn main() {}
