@@ -31,10 +31,27 @@
 //! [`crate::value`] and a refusal becomes a logged reason, an `error` node
 //! and `Closed`, never a panic.
 //!
+//! # Driving it
+//!
+//! The engine watches the backend directory ([`BackendDirectory::watch`])
+//! and routes every watch event:
+//!
+//! * a path under the directory names a device ([`BackendDirectory::recognise`]);
+//!   an unknown device is created, probed and started, a known one gets
+//!   [`BackendDevice::on_watch`];
+//! * any other path (the frontend's `state`, which each device watches with
+//!   its own token) goes to the device whose [`BackendDevice::is_relevant`]
+//!   accepts it; giving each device a token of its own (its backend path is
+//!   a good one) makes that a lookup.
+//!
+//! Every call that can move the handshake returns an [`Action`]; the engine
+//! does the work asked and reports back, which returns the next action,
+//! until [`Action::None`] or [`Action::Remove`].
+//!
 //! # Example
 //!
 //! ```
-//! use xenbus::backend::{Action, BackendDevice, BackendDirectory};
+//! use xenbus::backend::{Action, BackendDevice, BackendDirectory, DeviceAddress};
 //! use xenbus::platform::Xenstore;
 //! use xenbus::value;
 //!
@@ -44,54 +61,65 @@
 //!     event_channel: u32,
 //! }
 //!
-//! /// Called once per device the directory watch reports.
+//! /// One disk the engine serves.
+//! struct Disk {
+//!     handshake: BackendDevice,
+//!     rings: Option<Rings>,
+//! }
+//!
+//! /// A device appeared under `backend/vbd`: check it, open its backing
+//! /// store, advertise features, wait for the frontend.
 //! fn attach<X: Xenstore>(
 //!     xs: &mut X,
 //!     directory: &BackendDirectory,
-//!     watch_path: &str,
-//! ) -> Option<BackendDevice> {
-//!     let address = directory.recognise(watch_path).ok()??;
-//!     let mut device = BackendDevice::new(directory, address);
-//!     // Checks `frontend` and `frontend-id`; on refusal the helper has
-//!     // already written `error` and `state=Closed`.
-//!     device.probe(xs).ok()?;
-//!     let _params = device.read_backend(xs, "params", |v| Ok(v.len())).ok()?;
-//!     // Publishes features, `hotplug-status=connected` and `state=InitWait`
-//!     // in one transaction, then watches the frontend and the backend.
-//!     device
-//!         .start(xs, &[("feature-flush-cache", "1"), ("sectors", "32768")], "vbd")
+//!     address: DeviceAddress,
+//! ) -> Option<Disk> {
+//!     let mut handshake = BackendDevice::new(directory, address);
+//!     // Checks `online`, `frontend-id` and `frontend`; a refusal has
+//!     // already been reported in xenstore and logged.
+//!     handshake.probe(xs).ok()?;
+//!     let params = handshake.read_backend(xs, "params", |v| {
+//!         value::parse_text(v, 256).map(String::from)
+//!     });
+//!     let Ok(_params) = params else {
+//!         let _ = handshake.fail(xs, "params: missing or malformed");
+//!         return None;
+//!     };
+//!     // Backing store open: publish features, `hotplug-status=connected`
+//!     // and `state=InitWait` in one transaction, then watch both ends.
+//!     let token = String::from(handshake.backend_path());
+//!     handshake
+//!         .start(xs, &[("feature-flush-cache", "1"), ("sectors", "32768")], &token)
 //!         .ok()?;
-//!     Some(device)
+//!     Some(Disk { handshake, rings: None })
 //! }
 //!
-//! /// Called for every watch event that names this device.
-//! fn on_watch<X: Xenstore>(
-//!     xs: &mut X,
-//!     device: &mut BackendDevice,
-//!     rings: &mut Option<Rings>,
-//!     path: &str,
-//! ) -> bool {
-//!     let mut action = device.on_watch(xs, path);
+//! /// A watch event for `disk`. Returns `false` once the disk is finished.
+//! fn on_watch<X: Xenstore>(xs: &mut X, disk: &mut Disk, path: &str) -> bool {
+//!     let mut action = disk.handshake.on_watch(xs, path);
 //!     loop {
 //!         action = match action {
 //!             Action::None => return true,
-//!             Action::Remove => return false, // drop the device
+//!             Action::Remove => return false,
 //!             Action::Connect => {
+//!                 let device = &disk.handshake;
 //!                 let ring_ref = device.read_frontend(xs, "ring-ref", value::parse_grant_ref);
 //!                 let port = device.read_frontend(xs, "event-channel", value::parse_evtchn_port);
 //!                 match (ring_ref, port) {
 //!                     (Ok(ring_ref), Ok(event_channel)) => {
-//!                         *rings = Some(Rings { ring_ref, event_channel });
-//!                         device.connected(xs)
+//!                         // Map the ring, bind the event channel ...
+//!                         disk.rings = Some(Rings { ring_ref, event_channel });
+//!                         disk.handshake.connected(xs)
 //!                     }
 //!                     (Err(error), _) | (_, Err(error)) => {
-//!                         device.fail(xs, &format!("{error}"))
+//!                         disk.handshake.fail(xs, &format!("{error}"))
 //!                     }
 //!                 }
 //!             }
 //!             Action::Disconnect => {
-//!                 *rings = None; // unmap, unbind, finish in-flight I/O
-//!                 device.disconnected(xs)
+//!                 // Finish or fail in-flight I/O, unmap, unbind ...
+//!                 disk.rings = None;
+//!                 disk.handshake.disconnected(xs)
 //!             }
 //!         }
 //!     }
@@ -130,6 +158,9 @@ pub enum HandshakeError {
     TransactionConflicts,
     /// The device's backend directory is gone.
     Gone,
+    /// The device is not `online=1`: the toolstack is detaching it (or has
+    /// not finished attaching it), so it is left alone.
+    Offline,
     /// The operation is not allowed in the device's current phase.
     WrongPhase,
     /// A key to publish is empty, too long, or not made of `[A-Za-z0-9_-]`.
@@ -143,6 +174,7 @@ impl fmt::Display for HandshakeError {
             Self::Field(error) => write!(f, "{error}"),
             Self::TransactionConflicts => f.write_str("the transaction kept conflicting"),
             Self::Gone => f.write_str("the backend directory is gone"),
+            Self::Offline => f.write_str("the device is not online"),
             Self::WrongPhase => f.write_str("not allowed in the device's current phase"),
             Self::BadKey => f.write_str("a key to publish is malformed"),
         }
@@ -277,6 +309,12 @@ impl BackendDirectory {
     /// The directory's path: the path to watch for new devices.
     pub fn root(&self) -> &str {
         &self.root
+    }
+
+    /// Watches the directory, so that devices the toolstack adds (and
+    /// every change below them) arrive as watch events with `token`.
+    pub fn watch<X: Xenstore + ?Sized>(&self, xs: &mut X, token: &str) -> Result<(), XsError> {
+        xs.watch(&self.root, token)
     }
 
     /// The device type (`vbd`, `vif`).
@@ -572,6 +610,12 @@ impl BackendDevice {
         &self.frontend_path
     }
 
+    /// The token of the device's watches, once [`start`](Self::start)
+    /// set them.
+    pub fn watch_token(&self) -> Option<&str> {
+        self.watch_token.as_deref()
+    }
+
     /// Where the device is in its life.
     pub fn phase(&self) -> Phase {
         self.phase
@@ -582,11 +626,28 @@ impl BackendDevice {
         self.last_frontend
     }
 
-    /// Reads and checks `frontend-id` and `frontend`. On a refusal the
-    /// device is failed (see [`fail`](Self::fail)) and the reason returned.
+    /// Reads and checks `online`, `frontend-id` and `frontend`.
+    ///
+    /// A device that is gone or not `online=1` is left untouched and
+    /// reported as [`HandshakeError::Gone`] or [`HandshakeError::Offline`]:
+    /// this is what a device looks like between the toolstack's `online=0`
+    /// and its removal, when watch events for it still arrive. On any
+    /// other refusal the device is failed (see [`fail`](Self::fail)), so
+    /// the toolstack sees why, and the reason is returned.
     pub fn probe<X: Xenstore + ?Sized>(&mut self, xs: &mut X) -> Result<(), HandshakeError> {
         if self.phase != Phase::Created {
             return Err(HandshakeError::WrongPhase);
+        }
+        match self.read_online(xs)? {
+            BackendView::Online => {}
+            BackendView::Offline => {
+                self.phase = Phase::Removed;
+                return Err(HandshakeError::Offline);
+            }
+            BackendView::Gone => {
+                self.phase = Phase::Removed;
+                return Err(HandshakeError::Gone);
+            }
         }
         match self.check_frontend(xs) {
             Ok(frontend_path) => {
@@ -999,27 +1060,31 @@ impl BackendDevice {
         Some(view)
     }
 
+    /// Reads `online`; `None` when xenstore could not answer.
     fn look_at_backend<X: Xenstore + ?Sized>(&self, xs: &mut X) -> Option<BackendView> {
-        match xs.read(TxId::NONE, &format!("{}/online", self.backend_path)) {
-            Ok(text) => match value::parse_bool(&text) {
-                Ok(true) => Some(BackendView::Online),
-                Ok(false) => Some(BackendView::Offline),
-                Err(error) => {
-                    log::warn!("{}: online: {error}, taking it as 0", self.backend_path);
-                    Some(BackendView::Offline)
-                }
-            },
-            Err(XsError::Enoent) => {
-                if self.backend_exists(xs) {
-                    Some(BackendView::Offline)
-                } else {
-                    Some(BackendView::Gone)
-                }
-            }
+        match self.read_online(xs) {
+            Ok(view) => Some(view),
             Err(error) => {
                 log::warn!("{}: cannot read online: {error:?}", self.backend_path);
                 None
             }
+        }
+    }
+
+    fn read_online<X: Xenstore + ?Sized>(&self, xs: &mut X) -> Result<BackendView, XsError> {
+        match xs.read(TxId::NONE, &format!("{}/online", self.backend_path)) {
+            Ok(text) => Ok(match value::parse_bool(&text) {
+                Ok(true) => BackendView::Online,
+                Ok(false) => BackendView::Offline,
+                Err(error) => {
+                    log::warn!("{}: online: {error}, taking it as 0", self.backend_path);
+                    BackendView::Offline
+                }
+            }),
+            // Linux reads a missing `online` as 0 too.
+            Err(XsError::Enoent) if self.backend_exists(xs) => Ok(BackendView::Offline),
+            Err(XsError::Enoent) => Ok(BackendView::Gone),
+            Err(error) => Err(error),
         }
     }
 }

@@ -11,6 +11,7 @@
 //! six colon-separated hex pairs; `protocol` as `x86_32-abi`/`x86_64-abi`.
 
 use core::fmt;
+use core::ops::RangeInclusive;
 
 use crate::platform::{DomId, EvtchnPort, GrantRef};
 
@@ -59,6 +60,12 @@ pub enum ValueError {
     UnknownProtocol,
     /// The boolean is neither `0` nor `1`.
     NotBoolean,
+    /// The number is outside the range this field allows.
+    NotInRange,
+    /// The text contains a byte outside printable ASCII.
+    NotPrintable,
+    /// The access mode is neither `r` nor `w`.
+    BadMode,
     /// The path is not of the form `/local/domain/<domid>/device/<type>/<devid>`.
     FrontendPathSyntax,
     /// The frontend path names a domain other than `frontend-id`.
@@ -85,6 +92,9 @@ impl fmt::Display for ValueError {
             Self::MacMulticast => "the MAC address is a multicast address",
             Self::UnknownProtocol => "the protocol names no ABI this backend understands",
             Self::NotBoolean => "the boolean is neither 0 nor 1",
+            Self::NotInRange => "the number is outside the range this field allows",
+            Self::NotPrintable => "the text contains a byte outside printable ASCII",
+            Self::BadMode => "the access mode is neither r nor w",
             Self::FrontendPathSyntax => {
                 "the path is not /local/domain/<domid>/device/<type>/<devid>"
             }
@@ -127,6 +137,44 @@ pub fn parse_u16(value: &str) -> Result<u16, ValueError> {
 /// Parses an unsigned decimal `u8` with the rules of [`parse_u32`].
 pub fn parse_u8(value: &str) -> Result<u8, ValueError> {
     u8::try_from(parse_u32(value)?).map_err(|_| ValueError::OutOfRange)
+}
+
+/// Parses an unsigned decimal `u32` (rules of [`parse_u32`]) that must lie
+/// in `range`, such as `multi-queue-num-queues` in `1..=max_queues`.
+pub fn parse_u32_in(value: &str, range: RangeInclusive<u32>) -> Result<u32, ValueError> {
+    let number = parse_u32(value)?;
+    if !range.contains(&number) {
+        return Err(ValueError::NotInRange);
+    }
+    Ok(number)
+}
+
+/// Accepts free text (`params`, `bridge`, `type`) of at most `max_len`
+/// bytes of printable ASCII (0x20..=0x7e), as xenstore.txt recommends;
+/// anything else is refused rather than passed on to a log or a lookup.
+pub fn parse_text(value: &str, max_len: usize) -> Result<&str, ValueError> {
+    if value.is_empty() {
+        return Err(ValueError::Empty);
+    }
+    if value.len() > max_len {
+        return Err(ValueError::TooLong);
+    }
+    if !value.bytes().all(|b| (0x20..=0x7e).contains(&b)) {
+        return Err(ValueError::NotPrintable);
+    }
+    Ok(value)
+}
+
+/// Parses a vbd `mode` as libxl writes it: `r` (read-only, `false`) or `w`
+/// (writable, `true`).
+pub fn parse_mode(value: &str) -> Result<bool, ValueError> {
+    match value {
+        "r" => Ok(false),
+        "w" => Ok(true),
+        "" => Err(ValueError::Empty),
+        _ if value.len() > MAX_SHORT_VALUE_LEN => Err(ValueError::TooLong),
+        _ => Err(ValueError::BadMode),
+    }
 }
 
 /// Parses a grant reference (`ring-ref`, `tx-ring-ref`, ...). Whether the
@@ -343,6 +391,28 @@ mod tests {
         assert_eq!(parse_domid("32752"), Err(ValueError::ReservedDomid));
         assert_eq!(parse_domid("65535"), Err(ValueError::ReservedDomid));
         assert_eq!(parse_domid("65536"), Err(ValueError::OutOfRange));
+    }
+
+    #[test]
+    fn ranges_text_and_modes() {
+        assert_eq!(parse_u32_in("1", 1..=8), Ok(1));
+        assert_eq!(parse_u32_in("8", 1..=8), Ok(8));
+        assert_eq!(parse_u32_in("0", 1..=8), Err(ValueError::NotInRange));
+        assert_eq!(parse_u32_in("9", 1..=8), Err(ValueError::NotInRange));
+        assert_eq!(parse_u32_in("08", 1..=8), Err(ValueError::LeadingZero));
+        assert_eq!(parse_text("/srv/disk.img", 64), Ok("/srv/disk.img"));
+        assert_eq!(parse_text("a b~", 4), Ok("a b~"));
+        assert_eq!(parse_text("", 64), Err(ValueError::Empty));
+        assert_eq!(parse_text("abcde", 4), Err(ValueError::TooLong));
+        assert_eq!(parse_text("a\nb", 64), Err(ValueError::NotPrintable));
+        assert_eq!(parse_text("a\u{7f}", 64), Err(ValueError::NotPrintable));
+        assert_eq!(parse_text("\u{1b}[2J", 64), Err(ValueError::NotPrintable));
+        assert_eq!(parse_text("é", 64), Err(ValueError::NotPrintable));
+        assert_eq!(parse_mode("r"), Ok(false));
+        assert_eq!(parse_mode("w"), Ok(true));
+        assert_eq!(parse_mode(""), Err(ValueError::Empty));
+        assert_eq!(parse_mode("rw"), Err(ValueError::BadMode));
+        assert_eq!(parse_mode("W"), Err(ValueError::BadMode));
     }
 
     #[test]

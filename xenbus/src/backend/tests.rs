@@ -990,3 +990,73 @@ fn random_walk_keeps_state_and_datapath_consistent() {
         }
     }
 }
+
+#[test]
+fn probe_leaves_an_offline_device_untouched() {
+    for online in [Some("0"), None, Some("garbage")] {
+        let mut store = FakeStore::with_toolstack_nodes();
+        match online {
+            Some(value) => store.set(&format!("{BACKEND}/online"), value),
+            None => store.rm(TxId::NONE, &format!("{BACKEND}/online")).unwrap(),
+        }
+        let before = store.nodes.clone();
+        let mut device = BackendDevice::new(&directory(), address());
+        assert_eq!(device.probe(&mut store), Err(HandshakeError::Offline));
+        assert_eq!(device.phase(), Phase::Removed);
+        assert_eq!(store.nodes, before, "{online:?}");
+    }
+}
+
+#[test]
+fn probe_reports_a_xenstore_failure_without_writing() {
+    let mut store = FakeStore::with_toolstack_nodes();
+    store.failing_read = Some((format!("{BACKEND}/online"), XsError::Enomem));
+    let before = store.nodes.clone();
+    let mut device = BackendDevice::new(&directory(), address());
+    assert_eq!(
+        device.probe(&mut store),
+        Err(HandshakeError::Xenstore(XsError::Enomem))
+    );
+    assert_eq!(device.phase(), Phase::Created, "may be probed again");
+    assert_eq!(store.nodes, before);
+    store.failing_read = None;
+    assert_eq!(device.probe(&mut store), Ok(()));
+}
+
+/// After a detach the helper has removed the device, but the toolstack has
+/// not yet deleted its directory, and the directory watch still reports
+/// paths under it. Treating those as a new device must not attach it again.
+#[test]
+fn a_detached_device_is_not_attached_again_by_late_events() {
+    let mut store = FakeStore::with_toolstack_nodes();
+    let mut device = started(&mut store);
+    connect(&mut store, &mut device);
+    store.set(&format!("{BACKEND}/online"), "0");
+    assert_eq!(
+        device.on_watch(&mut store, "backend/vbd/5/51728/online"),
+        Action::Disconnect
+    );
+    assert_eq!(device.disconnected(&mut store), Action::None);
+    assert_eq!(frontend_state(&mut store, &mut device, "6"), Action::Remove);
+
+    let address = directory()
+        .recognise("backend/vbd/5/51728/state")
+        .unwrap()
+        .unwrap();
+    let mut again = BackendDevice::new(&directory(), address);
+    assert_eq!(again.probe(&mut store), Err(HandshakeError::Offline));
+    assert_eq!(backend_state(&store), Some("6"));
+}
+
+#[test]
+fn directory_watch_and_device_tokens() {
+    let mut store = FakeStore::with_toolstack_nodes();
+    directory().watch(&mut store, "vbd").unwrap();
+    let device = started(&mut store);
+    assert_eq!(device.watch_token(), Some("tok"));
+    assert_eq!(
+        store.watches[0],
+        ("backend/vbd".to_string(), "vbd".to_string())
+    );
+    assert_eq!(store.watches.len(), 3);
+}
