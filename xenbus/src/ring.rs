@@ -540,10 +540,13 @@ impl<M: SharedMemory, N: Notifier> BlockingXenstore<M, N> {
             }
         };
         loop {
+            let polled = self.ring.poll();
+            // Whatever the poll moved (requests flushed into `req`, space
+            // freed in `rsp`) must be signalled before waiting, or both
+            // ends sleep.
             self.kick();
-            match self.ring.poll() {
+            match polled {
                 Ok(Some(Event::Reply { req_id: id, result })) if id == req_id => {
-                    self.kick();
                     return result;
                 }
                 Ok(Some(Event::Reply { req_id: id, .. })) => {

@@ -23,8 +23,12 @@ struct FakeDaemon {
     next_tx: u32,
     steps: usize,
     notified: usize,
-    /// `wait` gives up after this many steps without progress.
+    /// `wait` gives up after this many steps.
     patience: usize,
+    /// The client notified since the daemon last looked.
+    notify_pending: bool,
+    /// The daemon is running rather than asleep on its event channel.
+    awake: bool,
 }
 
 impl FakeDaemon {
@@ -39,15 +43,19 @@ impl FakeDaemon {
             steps: 0,
             notified: 0,
             patience: 10_000,
+            notify_pending: false,
+            awake: false,
         }
     }
 
-    fn step(&mut self) {
+    /// One pass over both rings; returns how many bytes it moved.
+    fn step(&mut self) -> usize {
         self.steps += 1;
         // Consume requests.
         let cons = self.memory.load_u32(REQ_CONS_OFFSET);
         let prod = self.memory.load_u32(REQ_PROD_OFFSET);
         let count = (prod.wrapping_sub(cons) as usize).min(self.chunk);
+        let moved = count;
         let mut bytes = vec![0; count];
         for (i, byte) in bytes.iter_mut().enumerate() {
             let mut one = [0];
@@ -75,6 +83,7 @@ impl FakeDaemon {
         }
         self.memory
             .store_u32(RSP_PROD_OFFSET, prod.wrapping_add(count as u32));
+        moved + count
     }
 
     fn reply(&mut self, request: MessageType, header: &Header, reply: Reply) {
@@ -160,16 +169,38 @@ impl FakeDaemon {
     }
 }
 
+/// Behaves like xenstored on its event channel: it wakes only when
+/// notified, works while it can make progress, then sleeps again. A client
+/// that forgets a notification therefore waits forever, which `wait`
+/// reports as giving up.
 impl Notifier for FakeDaemon {
     fn notify(&mut self) {
         self.notified += 1;
+        self.notify_pending = true;
     }
 
     fn wait(&mut self) -> bool {
-        if self.steps >= self.patience {
+        if core::mem::take(&mut self.notify_pending) {
+            self.awake = true;
+        }
+        if !self.awake || self.steps >= self.patience {
             return false;
         }
         self.step();
+        // Like xenstored, keep going while there is input to read or output
+        // with room to write it; a full `rsp` ring or an idle one puts the
+        // daemon to sleep until the client notifies.
+        let unread = self
+            .memory
+            .load_u32(REQ_PROD_OFFSET)
+            .wrapping_sub(self.memory.load_u32(REQ_CONS_OFFSET));
+        let unwritten = !self.replies.is_empty()
+            && self
+                .memory
+                .load_u32(RSP_PROD_OFFSET)
+                .wrapping_sub(self.memory.load_u32(RSP_CONS_OFFSET))
+                < XENSTORE_RING_SIZE as u32;
+        self.awake = unread != 0 || unwritten;
         true
     }
 }
