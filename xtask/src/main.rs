@@ -1,5 +1,112 @@
-//! `cargo xtask`: the one entry point for building images and running the rig.
-fn main() {
-    eprintln!("usage: cargo xtask <build|e2e|bench>");
-    std::process::exit(2);
+//! `cargo xtask`: the one entry point for building the driver domain images
+//! and for the real-Xen rig (Xen 4.17 + Linux dom0 nested in QEMU/TCG).
+//!
+//! ```text
+//! cargo xtask build                 build target/domains/{rumpdisk,rumpnet}
+//! cargo xtask e2e [TESTS|GROUPS]    boot the rig once and run the tests
+//! cargo xtask e2e --list            list tests and groups
+//! cargo xtask bench                 measure dd vs our domains, write docs/benchmarks.md
+//! ```
+//! The rig itself (scripts, guest init, dom0 tests) lives in `tests/rig/`;
+//! docs/rig.md explains it.
+
+mod bench;
+mod catalogue;
+mod images;
+mod rig;
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::time::Duration;
+
+const USAGE: &str = "usage:
+  cargo xtask build                build the driver domain images into target/domains/
+  cargo xtask e2e [TESTS...]       run rig tests (names or groups; default: the `default` group)
+  cargo xtask e2e --list           list tests and groups
+  cargo xtask bench                run the benchmarks and write docs/benchmarks.md
+environment:
+  RIG_CACHE=dir                    cache of packages and images (default target/rig/cache)
+  RIG_TIMEOUT=seconds              stop QEMU after this long (default 300 + 180 per test)";
+
+fn main() -> ExitCode {
+    let args: Vec<String> = std::env::args().skip(1).collect();
+    let root = workspace_root();
+    let outcome = match args.first().map(String::as_str) {
+        Some("build") => images::build(&root).map(|()| true),
+        Some("e2e") if args.get(1).is_some_and(|a| a == "--list") => {
+            print!("{}", catalogue::listing());
+            Ok(true)
+        }
+        Some("e2e") => e2e(root, &args[1..]),
+        Some("bench") => bench::run(&rig::Rig::new(root)),
+        Some("help" | "--help" | "-h") => {
+            println!("{USAGE}");
+            Ok(true)
+        }
+        _ => Err(USAGE.to_string()),
+    };
+    match outcome {
+        Ok(true) => ExitCode::SUCCESS,
+        Ok(false) => ExitCode::FAILURE,
+        Err(message) => {
+            eprintln!("xtask: {message}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn workspace_root() -> PathBuf {
+    let manifest = PathBuf::from(env!("CARGO_MANIFEST_DIR"));
+    manifest.parent().map(PathBuf::from).unwrap_or(manifest)
+}
+
+/// The default boot timeout for a list of tests, unless RIG_TIMEOUT says.
+fn timeout_for(tests: usize) -> Duration {
+    let seconds = std::env::var("RIG_TIMEOUT")
+        .ok()
+        .and_then(|s| s.parse().ok())
+        .unwrap_or(300 + 180 * tests as u64);
+    Duration::from_secs(seconds)
+}
+
+/// `cargo xtask e2e`: prepare, boot once, report. Ok(false) when a test failed.
+fn e2e(root: PathBuf, words: &[String]) -> Result<bool, String> {
+    let tests = catalogue::select(words)?;
+    let rig = rig::Rig::new(root);
+    rig.prepare()?;
+    let boot = rig.boot("e2e", &tests, timeout_for(tests.len()))?;
+    let results = rig::results(&boot, &tests);
+
+    println!();
+    for failed in results.iter().filter(|r| !r.passed) {
+        println!("==== {} FAILED: {}", failed.name, failed.detail);
+        let lines = rig::section(&boot, &failed.name);
+        println!(
+            "---- last serial lines of {} (full log: {}) ----",
+            failed.name,
+            boot.serial_log.display()
+        );
+        for line in &lines[lines.len().saturating_sub(60)..] {
+            println!("{line}");
+        }
+        println!();
+    }
+    println!(
+        "boot: {:.0} s, ended: {:?}, artefacts: {}",
+        boot.seconds,
+        boot.ending,
+        boot.directory.display()
+    );
+    for result in &results {
+        println!(
+            "{:<4} {:<20} {}",
+            if result.passed { "PASS" } else { "FAIL" },
+            result.name,
+            result.detail
+        );
+    }
+    let passed = results.iter().filter(|r| r.passed).count();
+    let failed = results.len() - passed;
+    println!("{passed} passed, {failed} failed");
+    Ok(failed == 0 && boot.ending == rig::Ending::Finished)
 }

@@ -1,0 +1,43 @@
+#!/bin/bash
+# Runs inside the Linux reference driver domain (a PV domU with
+# driver_domain=1 booted from the rig's root filesystem). It serves:
+#   block: /dev/ram0 and /dev/ram1 (brd, 64 MiB each) via kernel blkback;
+#   net:   vifs on bridge ddbr0 via kernel netback;
+# with `xl devd` running the hotplug scripts, as a driver domain should.
+# dom0 talks to it through xenstore: it writes data/ready once xl devd runs,
+# and answers data/request ("<id> <command>") in data/reply ("<id> <answer>").
+exec 2>&1
+. /rig/lib.sh
+log "dd: userspace up, kernel $(uname -r)"
+xen_kernel_interfaces
+modprobe -a xen-blkback xen-netback bridge
+modprobe brd rd_nr=2 rd_size=65536
+ip link add ddbr0 type bridge
+ip link set ddbr0 up
+xl devd -F -p /run/xldevd.pid > /var/log/xen/xldevd.log 2>&1 &
+sleep 1
+xenstore-write data/ready 1
+log "dd: domid $(xenstore-read domid), xl devd running, ram disks: $(ls /dev/ram* | tr '\n' ' ')"
+
+answer() { # command -> one line
+  case $1 in
+    md5:*) # md5:DEV:OFFSET_MIB:MIB
+      local device offset length
+      IFS=: read -r _ device offset length <<<"$1"
+      sync
+      dd if="/dev/$device" bs=1M skip="$offset" count="$length" iflag=direct 2>/dev/null | md5sum | cut -d' ' -f1 ;;
+    logs)
+      { echo "== xl devd"; cat /var/log/xen/xldevd.log; echo "== hotplug"; cat /var/log/xen/xen-hotplug.log; } 2>/dev/null | sed 's/^/  [dd-log] /' >&2
+      echo printed ;;
+    *) echo "unknown-command" ;;
+  esac
+}
+last=
+while true; do
+  request=$(xenstore-read data/request 2>/dev/null)
+  if [ -n "$request" ] && [ "$request" != "$last" ]; then
+    last=$request
+    xenstore-write data/reply "${request%% *} $(answer "${request#* }")"
+  fi
+  sleep 0.3
+done

@@ -1,0 +1,103 @@
+# Measurements for `cargo xtask bench`: the same workloads against the
+# Linux driver domain dd and against our domains (when their images exist).
+# Lines "RIG-BENCH backend=B metric=M value=V" are collected by xtask; this
+# test passes when the Linux baseline was measured completely.
+
+bench_emit() {
+  echo "RIG-BENCH backend=$1 metric=$2 value=$3"
+  if [ "$1" = linux-dd ] && [ -n "$3" ]; then echo "$2" >> /tmp/bench-metrics; fi
+}
+
+# bench_fio_results BACKEND GUEST: turn the guest's DOMU-BENCH lines into
+# RIG-BENCH lines (IOPS for 4k, MiB/s for 1 MiB).
+bench_fio_results() {
+  local line name
+  grep -a '^DOMU-BENCH ' "$(console_log "$2")" | tr -d '\r' | while read -r _ name line; do
+    echo "  $2: $name $line"
+    case "$name $line" in
+      "randread "*error=0*) bench_emit "$1" randread_4k_qd32_iops "$(echo "$line" | grep -o 'read_iops=[0-9.]*' | cut -d= -f2)" ;;
+      "randwrite "*error=0*) bench_emit "$1" randwrite_4k_qd32_iops "$(echo "$line" | grep -o 'write_iops=[0-9.]*' | cut -d= -f2)" ;;
+      "seqread "*error=0*) bench_emit "$1" seqread_1m_mib_s "$(echo "$line" | grep -o 'read_kib_s=[0-9]*' | cut -d= -f2 | awk '{printf "%.1f", $1 / 1024}')" ;;
+      "seqwrite "*error=0*) bench_emit "$1" seqwrite_1m_verify_mib_s "$(echo "$line" | grep -o 'write_kib_s=[0-9]*' | cut -d= -f2 | awk '{printf "%.1f", $1 / 1024}')" ;;
+      "seqverify ok"*) bench_emit "$1" sequential_data_verified 1 ;;
+      "seqverify "*) bench_emit "$1" sequential_data_verified 0 ;;
+    esac
+  done
+}
+
+# bench_disk BACKEND CREATE ATTACH_SPEC: time from creating the driver domain
+# to a frontend being Connected, then the fio workloads in a guest.
+# CREATE is a command that creates and waits for the backend domain; the
+# guest is booted first and waits for xvdb, so the measured interval is the
+# backend's own start-up plus the handshake.
+bench_disk() {
+  local backend=$1 create=$2 spec=$3 domain=$4
+  start_tools_guest bench-disk "wait:xvdb:900+bench:xvdb" 256 || return 1
+  wait_for 120 console_has bench-disk DOMU-UP
+  destroy_domain "$domain"
+  local started frontend_id state_path
+  started=$(now)
+  $create || { log "bench: $backend did not start"; return 1; }
+  bench_emit "$backend" create_to_ready_s "$(since "$started")"
+  frontend_id=$(xl domid bench-disk)
+  timeout 90 xl block-attach bench-disk "$spec" || return 1
+  state_path=$(backend_vbd_path "$domain" "$frontend_id" xvdb)/state
+  if wait_for 120 xs_equals "$state_path" 4; then
+    bench_emit "$backend" create_to_connected_s "$(since "$started")"
+  fi
+  bench_emit "$backend" memory_mib "$(xl list "$domain" | awk 'NR == 2 {print $3}')"
+  wait_step bench-disk 2 900
+  bench_fio_results "$backend" bench-disk
+  destroy_domain bench-disk
+}
+
+# bench_net BACKEND VIF_SPEC: iperf3 TCP between two guests through BACKEND.
+bench_net() {
+  local backend=$1 spec=$2
+  start_tools_guest bench-server "net:169.254.80.11+iperfd" 192 "vif = [ '$spec,mac=00:16:3e:80:00:11' ]" || return 1
+  start_tools_guest bench-client "net:169.254.80.12+ping:169.254.80.11+iperf:169.254.80.11:10" 192 \
+    "vif = [ '$spec,mac=00:16:3e:80:00:12' ]" || return 1
+  if wait_step bench-client 3 300; then
+    bench_emit "$backend" iperf3_tcp_mbit_s "$(step_value bench-client 3 bits_per_second | awk '{printf "%.1f", $1 / 1000000}')"
+  else
+    log "bench: iperf3 through $backend failed: $(step_line bench-client 3)"
+    dump_console bench-client 20
+  fi
+  destroy_domain bench-client
+  destroy_domain bench-server
+}
+
+start_rumpdisk() { OUR_FAILED_rumpdisk=; ensure_our_domain rumpdisk || { log "bench: $OUR_PROBLEM"; return 1; }; }
+start_rumpnet() { OUR_FAILED_rumpnet=; ensure_our_domain rumpnet || { log "bench: $OUR_PROBLEM"; return 1; }; }
+
+test_bench() {
+  bench_disk linux-dd ensure_linux_dd 'backend=dd,format=raw,vdev=xvdb,access=rw,target=/dev/ram0' dd
+  bench_net linux-dd 'backend=dd,bridge=ddbr0'
+  destroy_domain dd
+  if [ -f /rig/domains/rumpdisk ]; then
+    bench_disk rumpdisk start_rumpdisk 'backend=rumpdisk,format=raw,vdev=xvdb,access=rw,target=ram0' rumpdisk
+    destroy_domain rumpdisk
+  else
+    log "bench: rumpdisk image not built"
+  fi
+  if [ -f /rig/domains/rumpnet ]; then
+    destroy_domain rumpnet
+    local started
+    started=$(now)
+    if start_rumpnet; then
+      bench_emit rumpnet create_to_ready_s "$(since "$started")"
+      bench_emit rumpnet memory_mib "$(xl list rumpnet | awk 'NR == 2 {print $3}')"
+      bench_net rumpnet 'backend=rumpnet'
+    fi
+    destroy_domain rumpnet
+  else
+    log "bench: rumpnet image not built"
+  fi
+  # The verdict: the Linux baseline is complete.
+  local missing= metric
+  for metric in randread_4k_qd32_iops randwrite_4k_qd32_iops seqread_1m_mib_s seqwrite_1m_verify_mib_s create_to_connected_s iperf3_tcp_mbit_s; do
+    grep -q "^$metric$" /tmp/bench-metrics 2>/dev/null || missing="$missing $metric"
+  done
+  if [ -n "$missing" ]; then fail "$1" "baseline" "Linux driver domain metrics missing:$missing"
+  else pass "$1" "Linux baseline measured; see the RIG-BENCH lines"; fi
+}

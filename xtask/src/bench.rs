@@ -1,0 +1,330 @@
+//! `cargo xtask bench`: one rig boot that measures the Linux driver domain
+//! and our driver domains under the same workloads (tests/rig/payload/
+//! tests-bench.sh), then prints a table and writes docs/benchmarks.md.
+//!
+//! The numbers come from an emulated machine (QEMU TCG on a shared host):
+//! compare the columns with each other, never with real hardware.
+
+use std::collections::BTreeMap;
+use std::fs;
+use std::time::Duration;
+
+use crate::rig::{self, Rig};
+
+/// Which backend a metric compares ours against.
+#[derive(Clone, Copy, PartialEq)]
+enum Device {
+    Block,
+    Network,
+}
+
+struct Metric {
+    key: &'static str,
+    label: &'static str,
+    unit: &'static str,
+    higher_is_better: bool,
+    device: Device,
+}
+
+const fn metric(
+    key: &'static str,
+    label: &'static str,
+    unit: &'static str,
+    higher_is_better: bool,
+    device: Device,
+) -> Metric {
+    Metric {
+        key,
+        label,
+        unit,
+        higher_is_better,
+        device,
+    }
+}
+
+const METRICS: &[Metric] = &[
+    metric(
+        "randread_4k_qd32_iops",
+        "fio 4 KiB random read, QD32",
+        "IOPS",
+        true,
+        Device::Block,
+    ),
+    metric(
+        "randwrite_4k_qd32_iops",
+        "fio 4 KiB random write, QD32",
+        "IOPS",
+        true,
+        Device::Block,
+    ),
+    metric(
+        "seqread_1m_mib_s",
+        "fio 1 MiB sequential read",
+        "MiB/s",
+        true,
+        Device::Block,
+    ),
+    metric(
+        "seqwrite_1m_verify_mib_s",
+        "fio 1 MiB sequential write + verify",
+        "MiB/s",
+        true,
+        Device::Block,
+    ),
+    metric(
+        "sequential_data_verified",
+        "fio verify pass over the written data",
+        "1 = ok",
+        true,
+        Device::Block,
+    ),
+    metric(
+        "create_to_ready_s",
+        "xl create to backend ready",
+        "s",
+        false,
+        Device::Block,
+    ),
+    metric(
+        "create_to_connected_s",
+        "xl create to frontend Connected",
+        "s",
+        false,
+        Device::Block,
+    ),
+    metric(
+        "memory_mib",
+        "memory given to the driver domain",
+        "MiB",
+        false,
+        Device::Block,
+    ),
+    metric(
+        "image_mib",
+        "image size (kernel + ramdisk + root fs)",
+        "MiB",
+        false,
+        Device::Block,
+    ),
+    metric(
+        "iperf3_tcp_mbit_s",
+        "iperf3 TCP, guest to guest, 10 s",
+        "Mbit/s",
+        true,
+        Device::Network,
+    ),
+    metric(
+        "create_to_ready_s",
+        "xl create to backend ready",
+        "s",
+        false,
+        Device::Network,
+    ),
+    metric(
+        "memory_mib",
+        "memory given to the driver domain",
+        "MiB",
+        false,
+        Device::Network,
+    ),
+    metric(
+        "image_mib",
+        "image size (kernel + ramdisk + root fs)",
+        "MiB",
+        false,
+        Device::Network,
+    ),
+];
+
+const LINUX: &str = "linux-dd";
+
+/// Measured values by (backend, metric).
+type Measurements = BTreeMap<(String, String), f64>;
+
+/// `RIG-BENCH backend=B metric=M value=V` anywhere on a line.
+fn parse(line: &str) -> Option<(String, String, f64)> {
+    let rest = &line[line.find("RIG-BENCH ")? + "RIG-BENCH ".len()..];
+    let field = |name: &str| {
+        rest.split_whitespace()
+            .find_map(|word| word.strip_prefix(name)?.strip_prefix('='))
+            .map(str::to_string)
+    };
+    let value = field("value")?.parse().ok()?;
+    Some((field("backend")?, field("metric")?, value))
+}
+
+pub fn run(rig: &Rig) -> Result<bool, String> {
+    rig.prepare()?;
+    let timeout = Duration::from_secs(
+        std::env::var("RIG_TIMEOUT")
+            .ok()
+            .and_then(|s| s.parse().ok())
+            .unwrap_or(2400),
+    );
+    let boot = rig.boot("bench", &["bench"], timeout)?;
+    let mut measured: Measurements = boot
+        .lines
+        .iter()
+        .filter_map(|line| parse(line))
+        .map(|(backend, metric, value)| ((backend, metric), value))
+        .collect();
+    image_sizes(rig, &mut measured);
+    let verdict = rig::results(&boot, &["bench"]).remove(0);
+
+    let table = table(&measured);
+    println!("\n{table}");
+    let date = command_output("date", &["-u", "+%Y-%m-%d %H:%M UTC"]);
+    let cpu = fs::read_to_string("/proc/cpuinfo")
+        .ok()
+        .and_then(|info| {
+            info.lines()
+                .find(|l| l.starts_with("model name"))
+                .map(|l| l.split(':').nth(1).unwrap_or("").trim().to_string())
+        })
+        .unwrap_or_default();
+    let versions: Vec<String> = rig
+        .versions()
+        .into_iter()
+        .map(|(name, version)| format!("{name} {version}"))
+        .collect();
+    let document = format!(
+        "# Benchmarks\n\n\
+         Produced by `cargo xtask bench` on {date}; the Linux column is the reference\n\
+         driver domain (Debian's kernel blkback/netback in a PV domU with `xl devd`),\n\
+         the other column our driver domain. Ratios are ours divided by Linux.\n\n\
+         Rig: {versions}; `-machine q35 -cpu qemu64,+npt -smp 2 -m 2048`, TCG (no KVM),\n\
+         host CPU {cpu} (2 cores, shared with other work while measuring).\n\
+         Serial log of this run: `{log}` (not kept in git).\n\n\
+         Everything runs emulated, so absolute numbers say little about real\n\
+         hardware and vary by tens of percent between runs on a busy host;\n\
+         compare the columns of one run. Workloads (tests/rig/payload/tests-bench.sh,\n\
+         tests/rig/guest/domu-steps): fio with `--direct=1 --ioengine=libaio` on\n\
+         48 MiB of the guest's `xvdb`, a 64 MiB RAM disk in the driver domain\n\
+         (`brd` in Linux, `ram0` in rumpdisk); iperf3 between two guests whose\n\
+         vifs the driver domain serves. \"Connected\" is the backend's xenstore\n\
+         `state` reaching 4 for a guest that was already waiting for the disk.\n\
+         A dash means not measured (image not built, or the run failed).\n\n\
+         {table}\n",
+        versions = versions.join(", "),
+        log = boot.serial_log.display(),
+    );
+    let path = rig.root.join("docs/benchmarks.md");
+    fs::write(&path, document).map_err(|e| format!("{}: {e}", path.display()))?;
+    println!("xtask: wrote {}", path.display());
+    println!(
+        "bench: {}",
+        if verdict.passed {
+            "Linux baseline complete"
+        } else {
+            &verdict.detail
+        }
+    );
+    Ok(verdict.passed)
+}
+
+/// Image sizes are properties of files on this host, not of the boot.
+fn image_sizes(rig: &Rig, measured: &mut Measurements) {
+    let mebibytes = |bytes: u64| bytes as f64 / (1 << 20) as f64;
+    let linux = ["vmlinux", "initramfs.cpio.gz"]
+        .iter()
+        .map(|f| rig::tree_size(&rig.cache.join(f)))
+        .sum::<u64>()
+        + rig::tree_size(&rig.cache.join("rootfs"));
+    measured.insert((LINUX.into(), "image_mib".into()), mebibytes(linux));
+    for name in rig::DOMAIN_IMAGES {
+        let image = rig.root.join("target/domains").join(name);
+        if image.is_file() {
+            measured.insert(
+                (name.to_string(), "image_mib".into()),
+                mebibytes(rig::tree_size(&image)),
+            );
+        }
+    }
+}
+
+fn table(measured: &Measurements) -> String {
+    let mut out = String::new();
+    for (device, ours, title) in [
+        (Device::Block, "rumpdisk", "Block"),
+        (Device::Network, "rumpnet", "Network"),
+    ] {
+        out.push_str(&format!(
+            "### {title}\n\n| measurement | unit | Linux dd | {ours} | {ours} / Linux | better |\n|---|---|---:|---:|---:|---|\n"
+        ));
+        for m in METRICS.iter().filter(|m| m.device == device) {
+            let linux = measured.get(&(LINUX.to_string(), m.key.to_string()));
+            let our = measured.get(&(ours.to_string(), m.key.to_string()));
+            let show = |v: Option<&f64>| v.map_or("-".to_string(), |v| format_value(*v));
+            let ratio = match (our, linux) {
+                (Some(o), Some(l)) if *l != 0.0 => format!("{:.2}", o / l),
+                _ => "-".into(),
+            };
+            out.push_str(&format!(
+                "| {} | {} | {} | {} | {} | {} |\n",
+                m.label,
+                m.unit,
+                show(linux),
+                show(our),
+                ratio,
+                if m.higher_is_better {
+                    "higher"
+                } else {
+                    "lower"
+                }
+            ));
+        }
+        out.push('\n');
+    }
+    out
+}
+
+fn format_value(value: f64) -> String {
+    if value >= 100.0 {
+        format!("{value:.0}")
+    } else {
+        format!("{value:.1}")
+    }
+}
+
+fn command_output(program: &str, args: &[&str]) -> String {
+    std::process::Command::new(program)
+        .args(args)
+        .output()
+        .ok()
+        .and_then(|o| String::from_utf8(o.stdout).ok())
+        .map(|s| s.trim().to_string())
+        .unwrap_or_default()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn bench_lines_parse_and_others_do_not() {
+        let (backend, metric, value) =
+            parse("[ 812.4] RIG-BENCH backend=linux-dd metric=seqread_1m_mib_s value=97.5")
+                .unwrap();
+        assert_eq!(
+            (backend.as_str(), metric.as_str(), value),
+            ("linux-dd", "seqread_1m_mib_s", 97.5)
+        );
+        assert!(parse("RIG-BENCH backend=linux-dd metric=x value=").is_none());
+        assert!(parse("RIG-RESULT bench PASS").is_none());
+    }
+
+    #[test]
+    fn the_table_shows_ratios_only_where_both_sides_were_measured() {
+        let mut measured = Measurements::new();
+        measured.insert((LINUX.into(), "randread_4k_qd32_iops".into()), 2000.0);
+        measured.insert(("rumpdisk".into(), "randread_4k_qd32_iops".into()), 3000.0);
+        measured.insert((LINUX.into(), "iperf3_tcp_mbit_s".into()), 150.0);
+        let table = table(&measured);
+        assert!(
+            table.contains("| fio 4 KiB random read, QD32 | IOPS | 2000 | 3000 | 1.50 | higher |")
+        );
+        assert!(
+            table.contains("| iperf3 TCP, guest to guest, 10 s | Mbit/s | 150 | - | - | higher |")
+        );
+    }
+}

@@ -1,0 +1,225 @@
+//! The rig's test catalogue: every test dom0 knows, and the named groups a
+//! user can select on the command line.
+//!
+//! A test name here must match a shell function `test_<name>` (dashes as
+//! underscores) in `tests/rig/payload/tests-*.sh`; dom0 reports a test it
+//! cannot find as failed, so a typo cannot pass silently.
+
+/// One test of the rig, run inside dom0.
+pub struct Test {
+    pub name: &'static str,
+    pub about: &'static str,
+}
+
+const fn test(name: &'static str, about: &'static str) -> Test {
+    Test { name, about }
+}
+
+/// The toolstack works and a guest boots.
+pub const BASIC: &[Test] = &[
+    test(
+        "xl-info",
+        "dom0 runs xenstored, xenconsoled and xl info answers",
+    ),
+    test(
+        "hello",
+        "xl create of a small PV guest that reaches userspace",
+    ),
+];
+
+/// The Linux reference driver domain (kernel blkback/netback + `xl devd`).
+pub const LINUX: &[Test] = &[
+    test(
+        "linux-blk",
+        "guest writes, reads back and verifies via dd; a fresh guest re-reads",
+    ),
+    test(
+        "linux-dom0",
+        "dom0 as a frontend of dd: fio write+verify, pattern checked in dd",
+    ),
+    test(
+        "linux-net",
+        "two guests ping each other through dd's netback and bridge",
+    ),
+];
+
+/// Our block driver domain, `target/domains/rumpdisk`.
+pub const RUMPDISK: &[Test] = &[
+    test(
+        "rumpdisk-boot",
+        "xl create xl-configs/rumpdisk.cfg; its console says it is ready",
+    ),
+    test(
+        "rumpdisk-rw",
+        "guest writes/reads back ram0, detaches, re-attaches, reads again",
+    ),
+    test(
+        "rumpdisk-reattach",
+        "a fresh guest attaches ram0 and reads what another wrote",
+    ),
+    test(
+        "rumpdisk-dom0",
+        "dom0 attaches ram1 and runs fio with verify",
+    ),
+    test(
+        "rumpdisk-two",
+        "two guests attached at once, each writing and verifying",
+    ),
+    test(
+        "rumpdisk-bad-target",
+        "an unknown target fails clearly and rumpdisk keeps serving",
+    ),
+    test(
+        "rumpdisk-features",
+        "blkfront negotiates persistent grants, indirect segments, queues",
+    ),
+];
+
+/// Our network driver domain, `target/domains/rumpnet`.
+pub const RUMPNET: &[Test] = &[
+    test(
+        "rumpnet-boot",
+        "xl create xl-configs/rumpnet.cfg; its console says it is ready",
+    ),
+    test(
+        "rumpnet-ping",
+        "two guests ping each other and run iperf3 through rumpnet",
+    ),
+    test(
+        "rumpnet-dom0",
+        "dom0 attaches a vif to rumpnet and reaches a guest",
+    ),
+    test(
+        "rumpnet-reattach",
+        "network-detach and network-attach of a guest's vif",
+    ),
+    test(
+        "rumpnet-restart",
+        "a guest is destroyed and recreated with the same MAC",
+    ),
+];
+
+/// Measurements, not assertions: see `cargo xtask bench`.
+pub const BENCH: &[Test] = &[test(
+    "bench",
+    "fio, iperf3 and start-up time against dd and our domains",
+)];
+
+/// Named selections. `default` is what CI runs: only tests that pass today.
+pub const GROUPS: &[(&str, &[&[Test]])] = &[
+    ("default", &[BASIC, LINUX]),
+    ("basic", &[BASIC]),
+    ("linux", &[LINUX]),
+    ("rumpdisk", &[RUMPDISK]),
+    ("rumpnet", &[RUMPNET]),
+    ("ours", &[RUMPDISK, RUMPNET]),
+    ("all", &[BASIC, LINUX, RUMPDISK, RUMPNET]),
+];
+
+fn all_tests() -> impl Iterator<Item = &'static Test> {
+    [BASIC, LINUX, RUMPDISK, RUMPNET, BENCH]
+        .into_iter()
+        .flatten()
+}
+
+/// Expands group and test names (space or comma separated) into an ordered
+/// list of tests without duplicates. No names means the default group.
+pub fn select(words: &[String]) -> Result<Vec<&'static str>, String> {
+    let mut names: Vec<&str> = words
+        .iter()
+        .flat_map(|word| word.split(','))
+        .filter(|name| !name.is_empty())
+        .collect();
+    if names.is_empty() {
+        names.push("default");
+    }
+    let mut selected = Vec::new();
+    for name in names {
+        let expansion: Vec<&'static str> =
+            if let Some((_, sets)) = GROUPS.iter().find(|(group, _)| *group == name) {
+                sets.iter()
+                    .flat_map(|set| set.iter())
+                    .map(|t| t.name)
+                    .collect()
+            } else if let Some(t) = all_tests().find(|t| t.name == name) {
+                vec![t.name]
+            } else {
+                return Err(format!(
+                    "unknown test or group `{name}` (see `cargo xtask e2e --list`)"
+                ));
+            };
+        for t in expansion {
+            if !selected.contains(&t) {
+                selected.push(t);
+            }
+        }
+    }
+    Ok(selected)
+}
+
+/// The listing printed by `cargo xtask e2e --list`.
+pub fn listing() -> String {
+    let mut out = String::from("groups:\n");
+    for (group, sets) in GROUPS {
+        let names: Vec<&str> = sets
+            .iter()
+            .flat_map(|set| set.iter())
+            .map(|t| t.name)
+            .collect();
+        out.push_str(&format!("  {group:<10} {}\n", names.join(" ")));
+    }
+    out.push_str("tests:\n");
+    for t in all_tests() {
+        out.push_str(&format!("  {:<20} {}\n", t.name, t.about));
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn words(list: &[&str]) -> Vec<String> {
+        list.iter().map(|w| w.to_string()).collect()
+    }
+
+    #[test]
+    fn no_names_selects_the_default_group_only() {
+        let selected = select(&[]).unwrap();
+        assert_eq!(
+            selected,
+            ["xl-info", "hello", "linux-blk", "linux-dom0", "linux-net"]
+        );
+    }
+
+    #[test]
+    fn groups_and_tests_mix_without_duplicates() {
+        let selected = select(&words(&["hello,rumpdisk", "hello", "rumpdisk-rw"])).unwrap();
+        assert_eq!(selected[0], "hello");
+        assert_eq!(selected.len(), 1 + RUMPDISK.len());
+    }
+
+    #[test]
+    fn unknown_names_are_refused() {
+        assert!(select(&words(&["helo"])).is_err());
+    }
+
+    #[test]
+    fn our_domains_stay_out_of_the_default_group() {
+        let default = select(&words(&["default"])).unwrap();
+        assert!(default.iter().all(|name| !name.starts_with("rump")));
+    }
+
+    #[test]
+    fn test_names_are_unique_and_safe_on_a_kernel_command_line() {
+        let mut seen = Vec::new();
+        for t in all_tests() {
+            assert!(t
+                .name
+                .chars()
+                .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-'));
+            assert!(!seen.contains(&t.name), "{} twice", t.name);
+            seen.push(t.name);
+        }
+    }
+}
