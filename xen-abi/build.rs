@@ -54,9 +54,7 @@ impl ParseCallbacks for ConstantTypes {
             ("DOMID_", IntKind::U16),
             // Addresses above 2^63, which would otherwise come out negative.
             ("__HYPERVISOR_VIRT_", IntKind::U64),
-            ("HYPERVISOR_VIRT_", IntKind::U64),
             ("__MACH2PHYS_VIRT_", IntKind::U64),
-            ("MACH2PHYS_VIRT_", IntKind::U64),
             // blkif_request.operation
             ("BLKIF_OP_", IntKind::U8),
             // blkif_response.status
@@ -65,7 +63,7 @@ impl ParseCallbacks for ConstantTypes {
             ("NETTXF_", IntKind::U16),
             ("NETRXF_", IntKind::U16),
             // netif_tx_response.status, netif_rx_response.status
-            ("XEN_NETIF_RSP_", IntKind::I16),
+            ("NETIF_RSP_", IntKind::I16),
             // netif_extra_info.type and .flags
             ("XEN_NETIF_EXTRA_TYPE_", IntKind::U8),
             ("XEN_NETIF_EXTRA_FLAG_", IntKind::U8),
