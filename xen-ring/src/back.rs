@@ -190,13 +190,25 @@ impl<M: SharedMemory> BackRing<M> {
     /// once more, closing the race with a request published meanwhile.
     /// Returns whether there is work to do.
     pub fn final_check_for_requests(&mut self) -> Result<bool, RingError> {
-        if self.unconsumed_requests()? != 0 {
+        self.final_check_for_requests_at_least(1)
+    }
+
+    /// The batching variant `io/ring.h` suggests writing ("a customised
+    /// version of the FINAL_CHECK macro"): returns whether at least `wanted`
+    /// requests are waiting, and if not, asks the frontend to notify only
+    /// once that many are (`req_event = req_cons + wanted`) and checks again.
+    /// A `wanted` of 0 counts as 1. Asking for more than the ring can hold
+    /// unanswered is never satisfied, so keep `wanted` within
+    /// `size() - requests_in_flight()`.
+    pub fn final_check_for_requests_at_least(&mut self, wanted: u32) -> Result<bool, RingError> {
+        let wanted = wanted.max(1);
+        if self.unconsumed_requests()? >= wanted {
             return Ok(true);
         }
         self.memory
-            .store_u32(REQ_EVENT_OFFSET, self.req_cons.wrapping_add(1));
+            .store_u32(REQ_EVENT_OFFSET, self.req_cons.wrapping_add(wanted));
         // xen_mb(): req_event is visible before req_prod is read again.
         fence(Ordering::SeqCst);
-        Ok(self.unconsumed_requests()? != 0)
+        Ok(self.unconsumed_requests()? >= wanted)
     }
 }

@@ -80,6 +80,42 @@ impl<T: SharedMemory + ?Sized> SharedMemory for &T {
     }
 }
 
+impl<T: SharedMemory + ?Sized> SharedMemory for alloc::rc::Rc<T> {
+    fn len(&self) -> usize {
+        (**self).len()
+    }
+    fn load_u32(&self, offset: usize) -> u32 {
+        (**self).load_u32(offset)
+    }
+    fn store_u32(&self, offset: usize, value: u32) {
+        (**self).store_u32(offset, value)
+    }
+    fn read(&self, offset: usize, destination: &mut [u8]) {
+        (**self).read(offset, destination)
+    }
+    fn write(&self, offset: usize, source: &[u8]) {
+        (**self).write(offset, source)
+    }
+}
+
+impl<T: SharedMemory + ?Sized> SharedMemory for alloc::sync::Arc<T> {
+    fn len(&self) -> usize {
+        (**self).len()
+    }
+    fn load_u32(&self, offset: usize) -> u32 {
+        (**self).load_u32(offset)
+    }
+    fn store_u32(&self, offset: usize, value: u32) {
+        (**self).store_u32(offset, value)
+    }
+    fn read(&self, offset: usize, destination: &mut [u8]) {
+        (**self).read(offset, destination)
+    }
+    fn write(&self, offset: usize, source: &[u8]) {
+        (**self).write(offset, source)
+    }
+}
+
 /// Size of a Xen page; ring mappings are whole numbers of these
 /// (`XEN_PAGE_SHIFT` in `io/ring.h`).
 pub const XEN_PAGE_SIZE: usize = 4096;

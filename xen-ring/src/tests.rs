@@ -399,3 +399,43 @@ fn local_memory_partial_writes_keep_neighbours() {
 fn local_memory_rejects_out_of_range() {
     LocalMemory::new(8).read(6, &mut [0; 4]);
 }
+
+#[test]
+fn batched_final_check_waits_for_enough_requests() {
+    let (mut front, mut back) = pair(1, 8, u32::MAX - 1);
+    let base = back.req_cons();
+    front.push_request(&[1; 8]).unwrap();
+    front.push_requests_and_check_notify();
+    assert_eq!(back.final_check_for_requests_at_least(3), Ok(false));
+    assert_eq!(
+        back.memory().load_u32(REQ_EVENT_OFFSET),
+        base.wrapping_add(3)
+    );
+    front.push_request(&[2; 8]).unwrap();
+    assert!(
+        !front.push_requests_and_check_notify(),
+        "only 2 of 3 posted"
+    );
+    front.push_request(&[3; 8]).unwrap();
+    assert!(
+        front.push_requests_and_check_notify(),
+        "the third one wakes"
+    );
+    assert_eq!(back.final_check_for_requests_at_least(3), Ok(true));
+    // 0 behaves as 1.
+    assert_eq!(back.final_check_for_requests_at_least(0), Ok(true));
+}
+
+#[test]
+fn shared_handles_are_shared_memory() {
+    let memory = alloc::rc::Rc::new(LocalMemory::pages(1));
+    let mut front = FrontRing::init(alloc::rc::Rc::clone(&memory), 8).unwrap();
+    let mut back = BackRing::new(alloc::sync::Arc::new(LocalMemory::clone(&memory)), 8).unwrap();
+    front.push_request(&[9; 8]).unwrap();
+    front.push_requests();
+    let mut buffer = [0; 8];
+    assert_eq!(back.next_request(&mut buffer), Ok(true));
+    assert_eq!(buffer, [9; 8]);
+    let by_reference = BackRing::new(&*memory, 8).unwrap();
+    assert_eq!(by_reference.unconsumed_requests(), Ok(1));
+}

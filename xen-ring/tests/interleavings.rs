@@ -23,6 +23,9 @@ enum Step {
     BackRespond(u8),
     /// Backend runs `RING_FINAL_CHECK_FOR_REQUESTS`.
     BackFinalCheck,
+    /// Backend runs the batching final check, wanting this many requests
+    /// (reduced modulo what the ring can still hold).
+    BackFinalCheckAtLeast(u8),
 }
 
 fn step() -> impl Strategy<Value = Step> {
@@ -33,6 +36,7 @@ fn step() -> impl Strategy<Value = Step> {
         (0u8..40).prop_map(Step::BackConsume),
         (0u8..40).prop_map(Step::BackRespond),
         Just(Step::BackFinalCheck),
+        any::<u8>().prop_map(Step::BackFinalCheckAtLeast),
     ]
 }
 
@@ -49,20 +53,30 @@ fn message(serial: u64, length: usize) -> Vec<u8> {
         .collect()
 }
 
-/// What a sleeping end has been promised: the peer notifies at the first
-/// message published after it went idle, and only then.
+/// What a sleeping end has been promised: the peer notifies exactly when
+/// the messages waiting reach the number the sleeper asked for, and not
+/// again until the sleeper re-arms.
 #[derive(Debug, Default)]
 struct Sleeper {
     idle: bool,
     notified: bool,
+    /// Messages the sleeper asked to be woken at.
+    wanted: u32,
+    /// Messages waiting for the sleeper.
+    pending: u32,
 }
 
 impl Sleeper {
     fn peer_published(&mut self, count: u32, notify: bool) -> Result<(), TestCaseError> {
-        if self.idle && !self.notified && count > 0 {
-            prop_assert!(notify, "an idle end was not woken");
-        }
-        if self.idle && self.notified {
+        if self.idle && !self.notified {
+            let before = self.pending;
+            self.pending += count;
+            if before < self.wanted && self.pending >= self.wanted {
+                prop_assert!(notify, "an idle end was not woken");
+            } else {
+                prop_assert!(!notify, "woken before enough messages were published");
+            }
+        } else if self.idle {
             prop_assert!(!notify, "an end already woken was notified again");
         }
         if notify {
@@ -76,9 +90,11 @@ impl Sleeper {
         self.notified = false;
     }
 
-    fn sleep(&mut self) {
+    fn sleep(&mut self, pending: u32, wanted: u32) {
         self.idle = true;
         self.notified = false;
+        self.pending = pending;
+        self.wanted = wanted;
     }
 }
 
@@ -183,7 +199,22 @@ proptest! {
                     if work {
                         back_sleeper.active();
                     } else {
-                        back_sleeper.sleep();
+                        back_sleeper.sleep(0, 1);
+                    }
+                }
+                Step::BackFinalCheckAtLeast(wanted) => {
+                    let room = size - in_flight.len() as u32;
+                    if room == 0 {
+                        continue;
+                    }
+                    let wanted = 1 + u32::from(wanted) % room;
+                    let waiting = published_requests.len() as u32;
+                    let work = back.final_check_for_requests_at_least(wanted).unwrap();
+                    prop_assert_eq!(work, waiting >= wanted);
+                    if work {
+                        back_sleeper.active();
+                    } else {
+                        back_sleeper.sleep(waiting, wanted);
                     }
                 }
                 Step::FrontConsume(count) => {
@@ -205,7 +236,7 @@ proptest! {
                     if work {
                         front_sleeper.active();
                     } else {
-                        front_sleeper.sleep();
+                        front_sleeper.sleep(0, 1);
                     }
                 }
             }
