@@ -111,7 +111,8 @@ fn builder(clang_target: &str) -> bindgen::Builder {
 
 /// Writes a header including `headers` into `OUT_DIR` and returns its path.
 /// A real file rather than in-memory contents: bindgen's clang macro
-/// fallback compiles next to the input header.
+/// fallback (needed for `DOMID_SELF` and the like) evaluates nothing for
+/// in-memory headers.
 fn wrapper(out_dir: &Path, name: &str, headers: &[&str]) -> String {
     let mut text = String::from("#include <stdint.h>\n");
     for header in headers {
