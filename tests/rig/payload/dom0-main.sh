@@ -35,9 +35,11 @@ for test in ${TESTS//+/ }; do
     echo "RIG-RESULT $test FAIL step 'lookup': no such test"
     FAILED=$((FAILED + 1))
   fi
+  # In parallel: each destroy waits for its backends' hotplug scripts.
   for domain in $(xl list | awk 'NR > 1 {print $1}'); do
-    case " $KEEP_DOMAINS " in *" $domain "*) ;; *) destroy_domain "$domain" ;; esac
+    case " $KEEP_DOMAINS " in *" $domain "*) ;; *) destroy_domain "$domain" & ;; esac
   done
+  wait
   log "$test took $(since "$started") s"
   echo "RIG-TEST-END $test"
 done

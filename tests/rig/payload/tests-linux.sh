@@ -74,7 +74,6 @@ test_linux_blk() {
   local io_seconds
   io_seconds=$(since "$attached")
   wait_step lblk-a 3 60; log "lblk-a: $(step_line lblk-a 3)"
-  xl block-detach lblk-a xvdb
   destroy_domain lblk-a
   start_guest lblk-b "wait:xvdb+expect:xvdb:0:8:$wrote" || { fail "$1" "xl create lblk-b" "see above"; return; }
   xl block-attach lblk-b 'backend=dd,format=raw,vdev=xvdb,access=rw,target=/dev/ram0'

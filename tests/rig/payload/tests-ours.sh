@@ -1,9 +1,10 @@
 # Our driver domains, booted from target/domains/<name> with
 # xl-configs/<name>.cfg (copied into the payload by xtask). A domain counts
-# as started when its console prints a line with the word "ready" or
-# "serving" (any case); the rig waits for that before attaching devices.
+# as started when its console prints a line with the word "serving" (as in
+# "rumpdisk: serving, watching backend/vbd"); the rig waits for that before
+# attaching devices. Earlier lines ("RAM disk ram0 ready") do not count.
 
-OUR_READY_REGEX='(^|[^[:alpha:]])([Rr]eady|READY|[Ss]erving|SERVING)([^[:alpha:]]|$)'
+OUR_READY_REGEX='(^|[^[:alpha:]])([Ss]erving|SERVING)([^[:alpha:]]|$)'
 OUR_START_SECONDS=120
 
 # ensure_our_domain NAME: start NAME unless it already serves. On failure
