@@ -14,6 +14,11 @@
 //! indices. Ring A also shows that the two implementations interoperate:
 //! every message must arrive with the contents its producer wrote.
 //!
+//! A second test feeds both implementations producer indices a hostile
+//! peer might publish and checks Rust's `RingError`s against the C
+//! overflow predicates (`RING_REQUEST_PROD_OVERFLOW`,
+//! `RING_RESPONSE_PROD_OVERFLOW`).
+//!
 //! Scenarios cover both directions (C frontend with Rust backend and the
 //! reverse), one-, two- and sixteen-page rings (`ring-page-order` 0, 1 and
 //! 4), three slot shapes, and indices that start just before the `u32` wrap.
@@ -25,7 +30,10 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::sync::OnceLock;
 
-use xen_ring::{BackRing, FrontRing, LocalMemory, SharedMemory, XEN_PAGE_SIZE};
+use xen_ring::{
+    BackRing, FrontRing, LocalMemory, RingError, SharedMemory, REQ_PROD_OFFSET, RSP_PROD_OFFSET,
+    XEN_PAGE_SIZE,
+};
 
 const REQUEST: u32 = 1;
 const RESPONSE: u32 = 2;
@@ -122,6 +130,7 @@ struct Report {
     state: (u32, u32),
     notify: Option<bool>,
     work: Option<bool>,
+    overflow: Option<bool>,
     got: Vec<(u32, Vec<u8>)>,
 }
 
@@ -175,6 +184,7 @@ impl CEnd {
                 ["state", a, b] => report.state = (a.parse().unwrap(), b.parse().unwrap()),
                 ["notify", flag] => report.notify = Some(*flag == "1"),
                 ["work", flag] => report.work = Some(*flag == "1"),
+                ["overflow", flag] => report.overflow = Some(*flag == "1"),
                 ["got", index, hex] => {
                     let bytes = (0..hex.len())
                         .step_by(2)
@@ -464,4 +474,112 @@ fn c_frontend_with_rust_backend() {
 #[test]
 fn rust_frontend_with_c_backend() {
     run_all(Role::Back);
+}
+
+/// A producer index a hostile peer might publish, relative to `base`:
+/// mostly near the legal window, sometimes anywhere.
+fn hostile_producer(random: &mut XorShift, base: u32, size: u32) -> u32 {
+    match random.below(4) {
+        0 => random.next() as u32,
+        1 => base.wrapping_sub(random.below(u64::from(size) * 2) as u32),
+        _ => base.wrapping_add(random.below(u64::from(size) * 3) as u32),
+    }
+}
+
+#[test]
+fn hostile_producers_against_c_overflow_macros() {
+    let ring_type = TYPES[1];
+    let slot_size = ring_type.slot_size();
+    let image = Path::new(env!("CARGO_TARGET_TMPDIR")).join("ring-overflow.img");
+    let mut random = XorShift(0x5eed_1234_abcd_0001);
+    let mut rejected_by_c = 0;
+    for case in 0..300 {
+        let start = if random.below(2) == 0 {
+            u32::MAX - random.below(64) as u32
+        } else {
+            random.next() as u32
+        };
+        let size = xen_ring::ring_entries(XEN_PAGE_SIZE, slot_size).unwrap();
+        let memory = LocalMemory::pages(1);
+        FrontRing::init_at(memory.clone(), slot_size, start).unwrap();
+        let mut c_end = CEnd {
+            ring_type,
+            pages: 1,
+            image: image.clone(),
+            role: Role::Back,
+            state: (0, 0),
+            size: 0,
+        };
+
+        // Backend: rsp_prod_pvt = start, req_cons = start + consumed.
+        let consumed = random.below(u64::from(size) + 1) as u32;
+        memory.store_u32(REQ_PROD_OFFSET, start.wrapping_add(consumed));
+        let mut back = BackRing::attach(memory.clone(), slot_size).unwrap();
+        let mut buffer = vec![0; slot_size];
+        for _ in 0..consumed {
+            assert_eq!(back.next_request(&mut buffer), Ok(true));
+        }
+        let req_prod = hostile_producer(&mut random, start.wrapping_add(consumed), size);
+        memory.store_u32(REQ_PROD_OFFSET, req_prod);
+        fs::write(&image, memory.to_vec()).unwrap();
+        c_end.state = (start, start.wrapping_add(consumed));
+        let c_says = c_end.run("overflow", Some(u64::from(req_prod))).overflow;
+        let rust_says = back.unconsumed_requests();
+        let context = format!("case {case}: back at {start}+{consumed}, req_prod {req_prod}");
+        assert_eq!(
+            matches!(rust_says, Err(RingError::RequestOverflow { .. })),
+            c_says == Some(true),
+            "{context}: Rust {rust_says:?}, C RING_REQUEST_PROD_OVERFLOW {c_says:?}"
+        );
+        if c_says == Some(true) {
+            rejected_by_c += 1;
+        } else if req_prod.wrapping_sub(start) < consumed {
+            assert!(
+                matches!(rust_says, Err(RingError::RequestProducerRewound { .. })),
+                "{context}: {rust_says:?}"
+            );
+        } else {
+            assert_eq!(
+                rust_says,
+                Ok(req_prod.wrapping_sub(start.wrapping_add(consumed))),
+                "{context}"
+            );
+        }
+
+        // Frontend: rsp_cons = start, `published` requests outstanding.
+        let memory = LocalMemory::pages(1);
+        let mut front = FrontRing::init_at(memory.clone(), slot_size, start).unwrap();
+        let published = random.below(u64::from(size) + 1) as u32;
+        for _ in 0..published {
+            front.push_request(&buffer).unwrap();
+        }
+        front.push_requests();
+        let rsp_prod = hostile_producer(&mut random, start, size);
+        memory.store_u32(RSP_PROD_OFFSET, rsp_prod);
+        fs::write(&image, memory.to_vec()).unwrap();
+        c_end.role = Role::Front;
+        c_end.state = (start.wrapping_add(published), start);
+        let c_says = c_end.run("overflow", Some(u64::from(rsp_prod))).overflow;
+        let rust_says = front.unconsumed_responses();
+        let context = format!("case {case}: front at {start}+{published}, rsp_prod {rsp_prod}");
+        if c_says == Some(true) {
+            rejected_by_c += 1;
+            assert!(
+                matches!(rust_says, Err(RingError::ResponseOverflow { .. })),
+                "{context}: C RING_RESPONSE_PROD_OVERFLOW, Rust {rust_says:?}"
+            );
+        }
+        // Rust is stricter than the C predicate: no response beyond the
+        // requests actually published.
+        if rsp_prod.wrapping_sub(start) > published {
+            assert!(
+                matches!(rust_says, Err(RingError::ResponseOverflow { .. })),
+                "{context}: {rust_says:?}"
+            );
+        } else {
+            assert_eq!(rust_says, Ok(rsp_prod.wrapping_sub(start)), "{context}");
+        }
+    }
+    fs::remove_file(&image).unwrap();
+    assert!(rejected_by_c > 50, "too few hostile cases: {rejected_by_c}");
 }

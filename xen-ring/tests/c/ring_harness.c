@@ -19,8 +19,10 @@
  *            push         RING_PUSH_*_AND_CHECK_NOTIFY
  *            consume N    copy out up to N requests or responses
  *            final        RING_FINAL_CHECK_FOR_*
+ *            overflow P   RING_REQUEST_PROD_OVERFLOW (back) or
+ *                         RING_RESPONSE_PROD_OVERFLOW (front) of producer P
  *
- * Output lines: "size N", "state A B", "notify 0|1", "work 0|1",
+ * Output lines: "size N", "state A B", "notify 0|1", "work 0|1", "overflow 0|1",
  * "got INDEX HEX" for each message copied out.
  *
  * Message contents are a function of (kind, free-running ring index) that
@@ -162,6 +164,12 @@ static void tag##_step(void *page, size_t bytes, int front, RING_IDX a,        \
     } else if (strcmp(command, "final") == 0) {                                \
         RING_FINAL_CHECK_FOR_REQUESTS(&br, flag);                              \
         printf("work %d\n", flag ? 1 : 0);                                     \
+    } else if (strcmp(command, "overflow") == 0 && front) {                    \
+        printf("overflow %d\n", RING_RESPONSE_PROD_OVERFLOW(&fr, (RING_IDX)arg) \
+                                    ? 1 : 0);                                  \
+    } else if (strcmp(command, "overflow") == 0) {                             \
+        printf("overflow %d\n", RING_REQUEST_PROD_OVERFLOW(&br, (RING_IDX)arg)  \
+                                    ? 1 : 0);                                  \
     } else {                                                                   \
         fail("unknown command");                                               \
     }                                                                          \
