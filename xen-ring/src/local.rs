@@ -17,7 +17,7 @@ use crate::{SharedMemory, XEN_PAGE_SIZE};
 ///
 /// Out-of-range accesses panic, as [`SharedMemory`] allows: ring code only
 /// computes in-range offsets.
-#[derive(Debug, Clone)]
+#[derive(Clone)]
 pub struct LocalMemory {
     words: Arc<[AtomicU32]>,
     len: usize,
@@ -65,6 +65,16 @@ impl LocalMemory {
             "access of {len} bytes at offset {offset} outside a {}-byte mapping",
             self.len
         );
+    }
+}
+
+impl core::fmt::Debug for LocalMemory {
+    /// The length only: the contents of a multi-page ring are no use in a log.
+    fn fmt(&self, formatter: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+        formatter
+            .debug_struct("LocalMemory")
+            .field("len", &self.len)
+            .finish_non_exhaustive()
     }
 }
 
