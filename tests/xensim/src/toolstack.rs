@@ -170,6 +170,10 @@ pub fn xvd_devid(vdev: &str) -> Option<u32> {
     })
 }
 
+/// How often a conflicting toolstack transaction is retried before the
+/// conflict is reported.
+const TRANSACTION_ATTEMPTS: usize = 100;
+
 /// The libxl role: device and domain lifecycle, acting as dom0.
 #[derive(Debug, Clone)]
 pub struct Toolstack {
@@ -189,7 +193,7 @@ impl Toolstack {
         mut body: impl FnMut(&mut Domain, TxId) -> Result<(), XsError>,
     ) -> Result<(), XsError> {
         let mut dom0 = self.dom0.clone();
-        loop {
+        for _ in 0..TRANSACTION_ATTEMPTS {
             let tx = dom0.transaction_start()?;
             if let Err(error) = body(&mut dom0, tx) {
                 dom0.transaction_end(tx, false)?;
@@ -200,6 +204,7 @@ impl Toolstack {
                 other => return other,
             }
         }
+        Err(XsError::Eagain)
     }
 
     /// `libxl__device_generic_add`.
@@ -231,11 +236,11 @@ impl Toolstack {
             },
         ];
         self.transaction(|dom0, tx| {
-            dom0.rm(tx, &nodes.libxl)?;
+            rm_checked(dom0, tx, &nodes.libxl)?;
             dom0.write(tx, &format!("{}/frontend", nodes.libxl), &nodes.frontend)?;
             dom0.write(tx, &format!("{}/backend", nodes.libxl), &nodes.backend)?;
 
-            dom0.rm(tx, &nodes.frontend)?;
+            rm_checked(dom0, tx, &nodes.frontend)?;
             dom0.mkdir(tx, &nodes.frontend)?;
             dom0.set_perms(tx, &nodes.frontend, &frontend_perms)?;
             dom0.write(tx, &format!("{}/backend", nodes.frontend), &nodes.backend)?;
@@ -250,7 +255,7 @@ impl Toolstack {
                 dom0.set_perms(tx, &path, &backend_perms)?;
             }
 
-            dom0.rm(tx, &nodes.backend)?;
+            rm_checked(dom0, tx, &nodes.backend)?;
             dom0.mkdir(tx, &nodes.backend)?;
             dom0.set_perms(tx, &nodes.backend, &backend_perms)?;
             dom0.write(tx, &format!("{}/frontend", nodes.backend), &nodes.frontend)?;
@@ -457,13 +462,18 @@ impl Toolstack {
     }
 }
 
+/// `libxl__xs_rm_checked`: removing a node that is not there is fine.
+fn rm_checked(dom0: &mut Domain, tx: TxId, path: &str) -> Result<(), XsError> {
+    match dom0.rm(tx, path) {
+        Ok(()) | Err(XsError::Enoent) => Ok(()),
+        Err(error) => Err(error),
+    }
+}
+
 /// `libxl__xs_path_cleanup`: removes `path`, then each parent that has
 /// become an empty directory with an empty value.
 fn path_cleanup(dom0: &mut Domain, tx: TxId, path: &str) -> Result<(), XsError> {
-    match dom0.rm(tx, path) {
-        Ok(()) | Err(XsError::Enoent) => {}
-        Err(error) => return Err(error),
-    }
+    rm_checked(dom0, tx, path)?;
     let mut current = path.to_string();
     while let Some(index) = current.rfind('/') {
         current.truncate(index);

@@ -305,6 +305,14 @@ impl Context<'_> {
         self.tree.nodes.get(path)
     }
 
+    /// Marks a node modified. In a transaction, the node's generation from
+    /// before the change is recorded first, so the conflict check compares
+    /// against what the live tree had.
+    fn touch(&mut self, path: &str) {
+        self.lookup(path);
+        self.tree.bump(path);
+    }
+
     fn perms_of(&mut self, path: &str) -> Option<Vec<Permission>> {
         self.lookup(path).map(|node| node.perms.clone())
     }
@@ -402,9 +410,9 @@ impl Context<'_> {
                 .expect("parent exists")
                 .children
                 .insert(base_name(name).to_string());
-            self.tree.bump(&above);
+            self.touch(&above);
             self.tree.nodes.insert(name.clone(), node);
-            self.tree.bump(name);
+            self.touch(name);
             above = name.clone();
         }
         Ok(())
@@ -432,7 +440,7 @@ impl Context<'_> {
                 node.value = value.to_string();
                 self.check_size(&node)?;
                 self.tree.nodes.insert(path.to_string(), node);
-                self.tree.bump(path);
+                self.touch(path);
             }
             Err(XsError::Enoent) => self.create(path, value)?,
             Err(error) => return Err(error),
@@ -498,7 +506,7 @@ impl Context<'_> {
         if let Some(node) = self.tree.nodes.get_mut(&parent) {
             node.children.remove(base_name(path));
         }
-        self.tree.bump(&parent);
+        self.touch(&parent);
         Ok(())
     }
 
@@ -515,7 +523,7 @@ impl Context<'_> {
             return Err(XsError::Eperm);
         }
         self.tree.nodes.get_mut(path).expect("checked").perms = perms.to_vec();
-        self.tree.bump(path);
+        self.touch(path);
         self.fire(path, Match::Subtree, Some(old));
         Ok(())
     }
