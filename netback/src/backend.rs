@@ -20,7 +20,7 @@ use xen_ring::{BackRing, RingError, SharedMemory, REQ_EVENT_OFFSET};
 use xenbus::backend::{Action, BackendDevice, BackendDirectory, DeviceAddress, Phase};
 use xenbus::platform::{
     CopyOp, DomId, EventChannels, EvtchnPort, GrantCopy, GrantError, GrantMap, GrantRef, GrantSpan,
-    Xenstore,
+    TxId, Xenstore,
 };
 use xenbus::value;
 
@@ -476,9 +476,9 @@ impl<P: Platform> Netback<P> {
                 ("protocol-errors", status.counters.protocol_errors),
             ];
             for (name, count) in values {
-                let key = format!("statistics/{name}");
-                if let Err(error) = vif.device.write_backend(platform, &key, &count.to_string()) {
-                    log::debug!("{}: {key}: {error}", vif.device.backend_path());
+                let path = format!("{}/statistics/{name}", vif.device.backend_path());
+                if let Err(error) = platform.write(TxId::NONE, &path, &count.to_string()) {
+                    log::debug!("{path}: {error:?}");
                 }
             }
         }
