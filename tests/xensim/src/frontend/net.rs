@@ -642,6 +642,17 @@ impl Netfront {
             .map_err(|e| NetfrontError::Hypervisor(format!("{e:?}")))
     }
 
+    /// Writes `req_prod` of queue `queue`'s RX ring directly, as a hostile
+    /// frontend may.
+    pub fn set_rx_req_prod(&mut self, queue: usize, value: u32) -> Result<(), NetfrontError> {
+        let queue_state = self.queues.get(queue).ok_or(NetfrontError::NotConnected)?;
+        queue_state
+            .rx
+            .memory()
+            .store_u32(xen_ring::REQ_PROD_OFFSET, value);
+        Ok(())
+    }
+
     /// Reads TX and RX responses on every queue, keeps received frames,
     /// re-posts receive buffers. Returns the number of frames completed.
     pub fn process(&mut self) -> Result<usize, NetfrontError> {
