@@ -32,41 +32,42 @@ use core::fmt;
 use xenbus::platform::GrantRef;
 
 /// `BLKIF_OP_READ`.
-pub const BLKIF_OP_READ: u8 = 0;
+pub const BLKIF_OP_READ: u8 = xen_abi::BLKIF_OP_READ;
 /// `BLKIF_OP_WRITE`.
-pub const BLKIF_OP_WRITE: u8 = 1;
+pub const BLKIF_OP_WRITE: u8 = xen_abi::BLKIF_OP_WRITE;
 /// `BLKIF_OP_WRITE_BARRIER`.
-pub const BLKIF_OP_WRITE_BARRIER: u8 = 2;
+pub const BLKIF_OP_WRITE_BARRIER: u8 = xen_abi::BLKIF_OP_WRITE_BARRIER;
 /// `BLKIF_OP_FLUSH_DISKCACHE`.
-pub const BLKIF_OP_FLUSH_DISKCACHE: u8 = 3;
+pub const BLKIF_OP_FLUSH_DISKCACHE: u8 = xen_abi::BLKIF_OP_FLUSH_DISKCACHE;
 /// `BLKIF_OP_RESERVED_1` (SLES device-specific packets; never served).
-pub const BLKIF_OP_RESERVED_1: u8 = 4;
+pub const BLKIF_OP_RESERVED_1: u8 = xen_abi::BLKIF_OP_RESERVED_1;
 /// `BLKIF_OP_DISCARD`.
-pub const BLKIF_OP_DISCARD: u8 = 5;
+pub const BLKIF_OP_DISCARD: u8 = xen_abi::BLKIF_OP_DISCARD;
 /// `BLKIF_OP_INDIRECT`.
-pub const BLKIF_OP_INDIRECT: u8 = 6;
+pub const BLKIF_OP_INDIRECT: u8 = xen_abi::BLKIF_OP_INDIRECT;
 
 /// `BLKIF_DISCARD_SECURE`, the only defined bit of a discard's `flag`.
-pub const BLKIF_DISCARD_SECURE: u8 = 1;
+pub const BLKIF_DISCARD_SECURE: u8 = xen_abi::BLKIF_DISCARD_SECURE as u8;
 
 /// `BLKIF_RSP_OKAY`.
-pub const BLKIF_RSP_OKAY: i16 = 0;
+pub const BLKIF_RSP_OKAY: i16 = xen_abi::BLKIF_RSP_OKAY;
 /// `BLKIF_RSP_ERROR`.
-pub const BLKIF_RSP_ERROR: i16 = -1;
+pub const BLKIF_RSP_ERROR: i16 = xen_abi::BLKIF_RSP_ERROR;
 /// `BLKIF_RSP_EOPNOTSUPP`.
-pub const BLKIF_RSP_EOPNOTSUPP: i16 = -2;
+pub const BLKIF_RSP_EOPNOTSUPP: i16 = xen_abi::BLKIF_RSP_EOPNOTSUPP;
 
 /// `VDISK_CDROM` bit of the `info` node.
-pub const VDISK_CDROM: u32 = 0x1;
+pub const VDISK_CDROM: u32 = xen_abi::VDISK_CDROM;
 /// `VDISK_REMOVABLE` bit of the `info` node.
-pub const VDISK_REMOVABLE: u32 = 0x2;
+pub const VDISK_REMOVABLE: u32 = xen_abi::VDISK_REMOVABLE;
 /// `VDISK_READONLY` bit of the `info` node.
-pub const VDISK_READONLY: u32 = 0x4;
+pub const VDISK_READONLY: u32 = xen_abi::VDISK_READONLY;
 
 /// `BLKIF_MAX_SEGMENTS_PER_REQUEST`: segments of a direct request.
-pub const MAX_SEGMENTS_PER_REQUEST: usize = 11;
+pub const MAX_SEGMENTS_PER_REQUEST: usize = xen_abi::BLKIF_MAX_SEGMENTS_PER_REQUEST as usize;
 /// `BLKIF_MAX_INDIRECT_PAGES_PER_REQUEST`: grefs in an indirect request.
-pub const MAX_INDIRECT_PAGES_PER_REQUEST: usize = 8;
+pub const MAX_INDIRECT_PAGES_PER_REQUEST: usize =
+    xen_abi::BLKIF_MAX_INDIRECT_PAGES_PER_REQUEST as usize;
 /// Size of one `struct blkif_request_segment` (same in both ABIs).
 pub const SEGMENT_SIZE: usize = 8;
 /// Segments one indirect page holds (`PAGE_SIZE / sizeof(struct blkif_request_segment)`).
@@ -714,6 +715,49 @@ mod tests {
             panic!("not indirect");
         };
         assert_eq!(indirect_grefs[0], 41);
+    }
+
+    /// The hand-written offsets agree with what the C compiler makes of
+    /// blkif.h for each ABI (bindgen layouts in `xen-abi`).
+    #[test]
+    fn offsets_match_the_c_layouts() {
+        use core::mem::{offset_of, size_of};
+        use xen_abi::blkif::{x86_32, x86_64};
+        for (abi, request, id, sector, seg, discard_sectors, indirect_handle, grefs, response) in [
+            (
+                Abi::X86_64,
+                size_of::<x86_64::blkif_request>(),
+                offset_of!(x86_64::blkif_request, id),
+                offset_of!(x86_64::blkif_request, sector_number),
+                offset_of!(x86_64::blkif_request, seg),
+                offset_of!(x86_64::blkif_request_discard, nr_sectors),
+                offset_of!(x86_64::blkif_request_indirect, handle),
+                offset_of!(x86_64::blkif_request_indirect, indirect_grefs),
+                size_of::<x86_64::blkif_response>(),
+            ),
+            (
+                Abi::X86_32,
+                size_of::<x86_32::blkif_request>(),
+                offset_of!(x86_32::blkif_request, id),
+                offset_of!(x86_32::blkif_request, sector_number),
+                offset_of!(x86_32::blkif_request, seg),
+                offset_of!(x86_32::blkif_request_discard, nr_sectors),
+                offset_of!(x86_32::blkif_request_indirect, handle),
+                offset_of!(x86_32::blkif_request_indirect, indirect_grefs),
+                size_of::<x86_32::blkif_response>(),
+            ),
+        ] {
+            assert_eq!(abi.request_size(), request, "{abi:?}");
+            assert_eq!(abi.id_offset(), id, "{abi:?}");
+            assert_eq!(abi.sector_offset(), sector, "{abi:?}");
+            assert_eq!(abi.after_sector_offset(), seg, "{abi:?}");
+            assert_eq!(abi.after_sector_offset(), discard_sectors, "{abi:?}");
+            assert_eq!(abi.after_sector_offset(), indirect_handle, "{abi:?}");
+            assert_eq!(abi.indirect_grefs_offset(), grefs, "{abi:?}");
+            assert_eq!(abi.response_size(), response, "{abi:?}");
+        }
+        assert_eq!(Abi::X86_64.slot_size(), x86_64::SLOT_SIZE);
+        assert_eq!(Abi::X86_32.slot_size(), x86_32::SLOT_SIZE);
     }
 
     #[test]
