@@ -16,10 +16,12 @@ pub fn from_start_info(raw: &[u8]) -> &str {
 
 /// Values of every `key=value` word whose key is `key`, in order.
 pub fn values<'a>(command_line: &'a str, key: &'a str) -> impl Iterator<Item = &'a str> + 'a {
-    command_line.split_ascii_whitespace().filter_map(move |word| {
-        let (name, value) = word.split_once('=')?;
-        (name == key).then_some(value)
-    })
+    command_line
+        .split_ascii_whitespace()
+        .filter_map(move |word| {
+            let (name, value) = word.split_once('=')?;
+            (name == key).then_some(value)
+        })
 }
 
 #[cfg(test)]

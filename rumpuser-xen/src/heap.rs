@@ -156,7 +156,9 @@ mod tests {
     #[test]
     fn freeing_everything_coalesces_back_to_one_range() {
         let mut ranges = heap(0x10000, 0x8000);
-        let blocks: std::vec::Vec<usize> = (0..8).map(|_| ranges.allocate(0x1000, 0x1000).unwrap()).collect();
+        let blocks: std::vec::Vec<usize> = (0..8)
+            .map(|_| ranges.allocate(0x1000, 0x1000).unwrap())
+            .collect();
         assert_eq!(ranges.allocate(1, 1), None);
         for &block in blocks.iter().rev().step_by(2) {
             ranges.free(block, 0x1000);

@@ -76,6 +76,9 @@ mod tests {
         let pieces: std::vec::Vec<_> = page_pieces(0x1ff0, 0x1020).collect();
         assert_eq!(pieces, [(0x1ff0, 0x10), (0x2000, 0x1000), (0x3000, 0x10)]);
         assert_eq!(page_pieces(0x1000, 0).count(), 0);
-        assert_eq!(page_pieces(0x1000, 4096).collect::<std::vec::Vec<_>>(), [(0x1000, 4096)]);
+        assert_eq!(
+            page_pieces(0x1000, 4096).collect::<std::vec::Vec<_>>(),
+            [(0x1000, 4096)]
+        );
     }
 }

@@ -12,7 +12,7 @@
 //! The Xen-only code (boot, hypercalls, page tables, console, events, time,
 //! grants, xenstore client) lives in [`pv`] and is compiled only for
 //! `x86_64-unknown-none`. The arithmetic beneath it (heap bookkeeping,
-//! address layout, time scaling, command line, xenstore reply decoding)
+//! address layout, time scaling, command line)
 //! is portable and unit-tested on the host.
 #![no_std]
 
@@ -24,7 +24,6 @@ pub mod cmdline;
 pub mod heap;
 pub mod layout;
 pub mod time;
-pub mod xenstore;
 
 #[cfg(target_os = "none")]
 pub mod pv;

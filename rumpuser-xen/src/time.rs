@@ -5,9 +5,13 @@
 /// `multiplier / 2^32`.
 pub fn scale_delta(delta: u64, multiplier: u32, shift: i8) -> u64 {
     let shifted = if shift >= 0 {
-        delta.checked_shl(u32::from(shift.unsigned_abs())).unwrap_or(0)
+        delta
+            .checked_shl(u32::from(shift.unsigned_abs()))
+            .unwrap_or(0)
     } else {
-        delta.checked_shr(u32::from(shift.unsigned_abs())).unwrap_or(0)
+        delta
+            .checked_shr(u32::from(shift.unsigned_abs()))
+            .unwrap_or(0)
     };
     ((u128::from(shifted) * u128::from(multiplier)) >> 32) as u64
 }

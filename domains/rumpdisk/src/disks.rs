@@ -113,7 +113,10 @@ mod tests {
     fn parses_sizes_with_suffixes() {
         assert_eq!(
             parse_disk("ram0:64M"),
-            Ok(DiskSpec { name: "ram0".into(), sectors: 64 * 2048 })
+            Ok(DiskSpec {
+                name: "ram0".into(),
+                sectors: 64 * 2048
+            })
         );
         assert_eq!(parse_disk("a:1k").map(|disk| disk.sectors), Ok(2));
         assert_eq!(parse_disk("b-1_x:2G").map(|disk| disk.sectors), Ok(4 << 20));
@@ -133,7 +136,10 @@ mod tests {
         assert_eq!(parse_disk("a:1T"), Err(DiskSpecError::BadSize));
         assert_eq!(parse_disk("a:0M"), Err(DiskSpecError::BadSizeValue));
         assert_eq!(parse_disk("a:1000"), Err(DiskSpecError::BadSizeValue));
-        assert_eq!(parse_disk("a:999999999999G"), Err(DiskSpecError::BadSizeValue));
+        assert_eq!(
+            parse_disk("a:999999999999G"),
+            Err(DiskSpecError::BadSizeValue)
+        );
     }
 
     #[test]

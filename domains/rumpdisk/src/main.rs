@@ -12,6 +12,8 @@
 extern crate alloc;
 
 mod disks;
+#[cfg_attr(not(target_os = "none"), allow(dead_code))]
+mod gate;
 
 #[cfg(target_os = "none")]
 mod domain {
@@ -21,6 +23,7 @@ mod domain {
     use rumpuser_xen::pv::{self, Platform, ShutdownRequest, Wakeup};
 
     use crate::disks;
+    use crate::gate::{AttachGate, Verdict, DEFAULT_HOLD_NS};
 
     rumpuser_xen::entry!(main);
 
@@ -52,7 +55,7 @@ mod domain {
                         "rumpdisk: RAM disk {} ready, {} sectors ({} MiB)",
                         spec.name,
                         spec.sectors,
-                        spec.sectors * disks::SECTOR_SIZE >> 20
+                        (spec.sectors * disks::SECTOR_SIZE) >> 20
                     ),
                     Err(error) => log::error!("rumpdisk: cannot add {}: {error:?}", spec.name),
                 },
@@ -66,21 +69,46 @@ mod domain {
         log::info!("rumpdisk: {}", pv::memory_summary());
 
         if let Err(error) = backend.start(&mut platform) {
-            log::error!("rumpdisk: cannot watch {}: {error:?}; stopping", backend.backend_root());
+            log::error!(
+                "rumpdisk: cannot watch {}: {error:?}; stopping",
+                backend.backend_root()
+            );
             pv::shutdown::poweroff();
         }
         log::info!("rumpdisk: serving, watching {}", backend.backend_root());
 
+        let hold_ns = rumpuser_xen::cmdline::values(command_line, "attach-hold-ms")
+            .filter_map(|value| value.parse::<u64>().ok())
+            .last()
+            .map_or(DEFAULT_HOLD_NS, |milliseconds| {
+                milliseconds.saturating_mul(1_000_000)
+            });
+        let mut gate = AttachGate::new(hold_ns);
         let mut wakeups = Vec::new();
         loop {
             while backend.poll(&mut platform).more_work {}
             wakeups.clear();
-            pv::wait(None, &mut wakeups);
+            pv::wait(gate.deadline(), &mut wakeups);
             for wakeup in wakeups.drain(..) {
                 match wakeup {
-                    Wakeup::Watch(event) => backend.on_watch(&mut platform, &event.path, &event.token),
+                    Wakeup::Watch(event) => {
+                        let verdict = gate.admit(
+                            pv::time::monotonic_ns(),
+                            &event.path,
+                            &event.token,
+                            backend.backend_root(),
+                            |frontend, devid| backend.vbd(frontend, devid).is_some(),
+                        );
+                        if verdict == Verdict::Deliver {
+                            backend.on_watch(&mut platform, &event.path, &event.token);
+                        }
+                    }
                     Wakeup::Port(port) => backend.on_event(&mut platform, port),
-                    Wakeup::Timer => {}
+                    Wakeup::Timer => {
+                        for (path, token) in gate.release(pv::time::monotonic_ns()) {
+                            backend.on_watch(&mut platform, &path, &token);
+                        }
+                    }
                     Wakeup::Shutdown(request) => {
                         log::info!(
                             "rumpdisk: shutdown requested ({request:?}) with {} vbd(s) known",
@@ -97,7 +125,28 @@ mod domain {
     }
 }
 
+/// On the host the binary checks a command line: it prints the disks the
+/// domain would create from the `extra=` words given as arguments, and
+/// fails if any `disk=` word would be refused. The image itself runs as a
+/// Xen PV domain; build it with `cargo xtask build`.
 #[cfg(not(target_os = "none"))]
-fn main() {
-    eprintln!("this image runs as a Xen PV domain; build it with `cargo xtask build`");
+fn main() -> std::process::ExitCode {
+    let words: Vec<String> = std::env::args().skip(1).collect();
+    let (specs, refused) = disks::parse_command_line(&words.join(" "));
+    for spec in &specs {
+        println!(
+            "disk {}: {} sectors ({} bytes)",
+            spec.name,
+            spec.sectors,
+            spec.sectors * disks::SECTOR_SIZE
+        );
+    }
+    for (word, reason) in &refused {
+        eprintln!("disk={word} refused: {reason}");
+    }
+    if refused.is_empty() {
+        std::process::ExitCode::SUCCESS
+    } else {
+        std::process::ExitCode::FAILURE
+    }
 }

@@ -16,7 +16,9 @@ mod domain {
     rumpuser_xen::entry!(main);
 
     fn main(command_line: &str) -> ! {
-        log::info!("rumpnet: up (command line \"{command_line}\"); no network backend is served yet");
+        log::info!(
+            "rumpnet: up (command line \"{command_line}\"); no network backend is served yet"
+        );
         let mut wakeups = Vec::new();
         loop {
             wakeups.clear();

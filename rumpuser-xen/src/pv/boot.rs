@@ -8,8 +8,8 @@
 
 use core::arch::global_asm;
 
-use super::{console, events, mm, time, traps};
 use super::abi::StartInfo;
+use super::{console, events, mm, time, traps};
 
 /// Lowest virtual address of the image: pseudo-physical frame 0. Must match
 /// `link.ld` and the VIRT_BASE note below.
@@ -103,10 +103,7 @@ extern "C" fn rust_start(start_info: *const StartInfo) -> ! {
     traps::install();
     // SAFETY: nothing has read the command line yet, and nothing else runs.
     unsafe {
-        super::COMMAND_LINE
-            .0
-            .as_ptr()
-            .write(start_info.cmd_line);
+        super::COMMAND_LINE.0.as_ptr().write(start_info.cmd_line);
     }
     mm::init(&start_info);
     events::init_shared_info(start_info.shared_info);

@@ -72,10 +72,7 @@ pub fn init_shared_info(shared_info_machine_address: u64) {
     // mapping; from here on it aliases the shared info frame, accessed only
     // through atomics.
     let rc = unsafe {
-        super::mm::update_va_mapping(
-            shared_info() as u64,
-            shared_info_machine_address | 0x67,
-        )
+        super::mm::update_va_mapping(shared_info() as u64, shared_info_machine_address | 0x67)
     };
     assert!(rc == 0, "cannot map shared info: {rc}");
 }
@@ -125,7 +122,10 @@ pub fn bind_interdomain(remote_domid: u16, remote_port: u32) -> Result<u32, i64>
     let mut argument = [0u32; 3];
     argument[0] = u32::from(remote_domid);
     argument[1] = remote_port;
-    let rc = event_channel_op(consts::EVTCHNOP_BIND_INTERDOMAIN, argument.as_mut_ptr().cast());
+    let rc = event_channel_op(
+        consts::EVTCHNOP_BIND_INTERDOMAIN,
+        argument.as_mut_ptr().cast(),
+    );
     if rc != 0 {
         return Err(rc);
     }
@@ -243,14 +243,20 @@ fn scan(mut handle: impl FnMut(u32)) {
     }
 }
 
-
 /// Blocks the vCPU until an event arrives (or returns at once if one is
 /// already pending). Upcalls are masked again on return.
 pub fn block() {
     // SAFETY: SCHEDOP_block takes no argument; with upcalls masked it
     // unmasks them and checks for pending events atomically with blocking.
     unsafe {
-        hypercall(consts::HYPERVISOR_SCHED_OP, consts::SCHEDOP_BLOCK, 0, 0, 0, 0);
+        hypercall(
+            consts::HYPERVISOR_SCHED_OP,
+            consts::SCHEDOP_BLOCK,
+            0,
+            0,
+            0,
+            0,
+        );
     }
     byte_at(consts::VCPU_INFO_UPCALL_MASK).store(1, Ordering::SeqCst);
 }

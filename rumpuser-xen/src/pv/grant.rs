@@ -66,7 +66,9 @@ impl GrantCopy for XenGrantCopy {
                     destination,
                 } => {
                     let mut done = 0;
-                    for (address, length) in page_pieces(destination.as_mut_ptr() as u64, destination.len()) {
+                    for (address, length) in
+                        page_pieces(destination.as_mut_ptr() as u64, destination.len())
+                    {
                         self.batch.push(GnttabCopy {
                             source: grant_pointer(*source, done),
                             dest: local_pointer(address),
@@ -143,32 +145,49 @@ impl SharedMemory for GrantMapping {
     }
 
     fn load_u32(&self, offset: usize) -> u32 {
-        assert!(offset.is_multiple_of(4) && offset + 4 <= self.len(), "load outside the mapping");
+        assert!(
+            offset.is_multiple_of(4) && offset + 4 <= self.len(),
+            "load outside the mapping"
+        );
         // SAFETY: inside the mapped window, aligned; the peer may write it
         // concurrently, so the access is a single atomic load and no
         // reference outlives it.
-        unsafe { core::sync::atomic::AtomicU32::from_ptr((self.address as usize + offset) as *mut u32) }
-            .load(core::sync::atomic::Ordering::Acquire)
+        unsafe {
+            core::sync::atomic::AtomicU32::from_ptr((self.address as usize + offset) as *mut u32)
+        }
+        .load(core::sync::atomic::Ordering::Acquire)
     }
 
     fn store_u32(&self, offset: usize, value: u32) {
-        assert!(offset.is_multiple_of(4) && offset + 4 <= self.len(), "store outside the mapping");
+        assert!(
+            offset.is_multiple_of(4) && offset + 4 <= self.len(),
+            "store outside the mapping"
+        );
         // SAFETY: as for `load_u32`.
-        unsafe { core::sync::atomic::AtomicU32::from_ptr((self.address as usize + offset) as *mut u32) }
-            .store(value, core::sync::atomic::Ordering::Release)
+        unsafe {
+            core::sync::atomic::AtomicU32::from_ptr((self.address as usize + offset) as *mut u32)
+        }
+        .store(value, core::sync::atomic::Ordering::Release)
     }
 
     fn read(&self, offset: usize, destination: &mut [u8]) {
-        assert!(offset + destination.len() <= self.len(), "read outside the mapping");
+        assert!(
+            offset + destination.len() <= self.len(),
+            "read outside the mapping"
+        );
         for (index, byte) in destination.iter_mut().enumerate() {
             // SAFETY: inside the mapping (checked above); volatile byte
             // loads never form a reference into foreign memory.
-            *byte = unsafe { ((self.address as usize + offset + index) as *const u8).read_volatile() };
+            *byte =
+                unsafe { ((self.address as usize + offset + index) as *const u8).read_volatile() };
         }
     }
 
     fn write(&self, offset: usize, source: &[u8]) {
-        assert!(offset + source.len() <= self.len(), "write outside the mapping");
+        assert!(
+            offset + source.len() <= self.len(),
+            "write outside the mapping"
+        );
         for (index, &byte) in source.iter().enumerate() {
             // SAFETY: as for `read`.
             unsafe { ((self.address as usize + offset + index) as *mut u8).write_volatile(byte) };
@@ -247,7 +266,10 @@ impl GrantMap for XenGrantMap {
         let mapping = GrantMapping {
             address,
             pages: grefs.len(),
-            handles: operations.iter().map(|operation| operation.handle).collect(),
+            handles: operations
+                .iter()
+                .map(|operation| operation.handle)
+                .collect(),
         };
         if let Some(error) = failure {
             // Undo the pages that did map.

@@ -52,7 +52,11 @@ pub fn pfn_to_mfn(pfn: u64) -> u64 {
     assert!(pfn < memory.nr_pages, "pfn {pfn:#x} beyond the p2m");
     // SAFETY: the p2m has `nr_pages` entries, mapped by the domain builder
     // and never unmapped; `pfn` is in range.
-    unsafe { (memory.mfn_list as *const u64).add(pfn as usize).read_volatile() }
+    unsafe {
+        (memory.mfn_list as *const u64)
+            .add(pfn as usize)
+            .read_volatile()
+    }
 }
 
 /// Pseudo-physical frame of machine frame `mfn` (Xen's read-only m2p).
@@ -116,7 +120,11 @@ fn mmu_update(updates: &[MmuUpdate]) {
             0,
         )
     };
-    assert!(rc == 0, "mmu_update failed: {rc} after {done} of {}", updates.len());
+    assert!(
+        rc == 0,
+        "mmu_update failed: {rc} after {done} of {}",
+        updates.len()
+    );
 }
 
 /// Builds the page tables of the 1:1 area, page by page.
@@ -287,7 +295,11 @@ static HEAP: Heap = Heap {
 // dealloc; the `Global` cell panics rather than allow re-entrant use.
 unsafe impl GlobalAlloc for Heap {
     unsafe fn alloc(&self, layout: Layout) -> *mut u8 {
-        match self.ranges.borrow_mut().allocate(layout.size(), layout.align()) {
+        match self
+            .ranges
+            .borrow_mut()
+            .allocate(layout.size(), layout.align())
+        {
             Some(address) => address as *mut u8,
             None => core::ptr::null_mut(),
         }
@@ -305,4 +317,3 @@ pub fn in_heap(address: u64) -> bool {
     let (start, end) = *HEAP.bounds.borrow();
     address >= start && address < end
 }
-

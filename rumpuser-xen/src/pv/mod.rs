@@ -16,6 +16,7 @@ pub mod console;
 pub mod events;
 pub mod grant;
 mod hypercall;
+pub mod memory;
 pub mod mm;
 pub mod shutdown;
 pub mod time;

@@ -367,8 +367,12 @@ pub fn backtrace(out: &mut impl Write, rbp: u64, rsp: u64) {
         }
         // SAFETY: `frame` lies inside our own stack, checked above, so both
         // words are mapped and readable.
-        let (next, return_address) =
-            unsafe { ((frame as *const u64).read(), (frame as *const u64).add(1).read()) };
+        let (next, return_address) = unsafe {
+            (
+                (frame as *const u64).read(),
+                (frame as *const u64).add(1).read(),
+            )
+        };
         let _ = write!(out, "  #{depth} {return_address:#018x}\r\n");
         if next <= frame {
             break;
