@@ -33,6 +33,8 @@ pub enum DeviceKind {
     Vbd,
     /// A virtual network interface (`vif`, netif).
     Vif,
+    /// Any other split device type, by its xenstore name.
+    Other(&'static str),
 }
 
 impl DeviceKind {
@@ -41,6 +43,7 @@ impl DeviceKind {
         match self {
             DeviceKind::Vbd => "vbd",
             DeviceKind::Vif => "vif",
+            DeviceKind::Other(name) => name,
         }
     }
 }
@@ -341,6 +344,41 @@ impl Toolstack {
         Ok(nodes)
     }
 
+    /// Attaches a device of any type the way `libxl__device_generic_add`
+    /// does for every kind: the keys libxl always writes (`frontend-id`,
+    /// `online = 1`, `state = 1` in the backend; `backend-id`, `state = 1`
+    /// in the frontend) plus `backend_entries` and `frontend_entries`.
+    pub fn attach_device(
+        &self,
+        kind: DeviceKind,
+        backend: DomId,
+        frontend: DomId,
+        devid: u32,
+        backend_entries: &[(&str, &str)],
+        frontend_entries: &[(&str, &str)],
+    ) -> Result<DeviceNodes, SimError> {
+        let nodes = DeviceNodes::new(kind, backend, frontend, devid);
+        let initialising = XenbusState::Initialising.as_str().to_string();
+        let mut backend_keys = vec![
+            ("frontend-id", frontend.to_string()),
+            ("online", "1".to_string()),
+            ("state", initialising.clone()),
+        ];
+        backend_keys.extend(
+            backend_entries
+                .iter()
+                .map(|(key, value)| (*key, value.to_string())),
+        );
+        let mut frontend_keys = vec![("backend-id", backend.to_string()), ("state", initialising)];
+        frontend_keys.extend(
+            frontend_entries
+                .iter()
+                .map(|(key, value)| (*key, value.to_string())),
+        );
+        self.generic_add(&nodes, &backend_keys, &frontend_keys, &[])?;
+        Ok(nodes)
+    }
+
     /// Starts a detach as `libxl__initiate_device_generic_remove` does:
     /// `online = 0` and, unless the backend is already Closed,
     /// `state = 5` (Closing) in the backend directory. The backend is then
@@ -446,12 +484,32 @@ impl Toolstack {
     }
 
     /// Destroys a guest as `xl destroy` does: removes the nodes of every
-    /// device it has (without waiting for backends), destroys the domain in
+    /// device recorded under `/libxl/<domid>/device` (without waiting for
+    /// backends), destroys the domain in
     /// the hypervisor, and removes `/local/domain/<domid>` and
     /// `/libxl/<domid>`.
     pub fn destroy_domain(&self, domid: DomId) -> Result<(), SimError> {
-        for nodes in self.devices(domid)? {
-            self.finish_detach(&nodes)?;
+        // Every kind libxl recorded, not only the ones this module knows.
+        let mut dom0 = self.dom0.clone();
+        let devices = format!("/libxl/{domid}/device");
+        let kinds = match dom0.directory(TxId::NONE, &devices) {
+            Ok(kinds) => kinds,
+            Err(XsError::Enoent) => Vec::new(),
+            Err(error) => return Err(error.into()),
+        };
+        for kind in kinds {
+            let kind_path = format!("{devices}/{kind}");
+            for devid in dom0.directory(TxId::NONE, &kind_path)? {
+                let libxl = format!("{kind_path}/{devid}");
+                let frontend = dom0.read(TxId::NONE, &format!("{libxl}/frontend"));
+                let backend = dom0.read(TxId::NONE, &format!("{libxl}/backend"));
+                self.transaction(|dom0, tx| {
+                    for path in frontend.iter().chain(backend.iter()) {
+                        path_cleanup(dom0, tx, path)?;
+                    }
+                    path_cleanup(dom0, tx, &libxl)
+                })?;
+            }
         }
         self.hypervisor.destroy_domain(domid)?;
         self.transaction(|dom0, tx| {
