@@ -455,6 +455,27 @@ impl Toolstack {
         Ok(())
     }
 
+    /// The whole `xl block-detach`/`network-detach`: [`begin_detach`],
+    /// then waits up to `timeout` for the backend to reach Closed, then
+    /// removes the nodes. Like libxl after its timeout, it removes them
+    /// even if the backend never closed. Returns whether the backend
+    /// closed. The backend must be driven by another thread meanwhile.
+    ///
+    /// [`begin_detach`]: Toolstack::begin_detach
+    pub fn detach(&self, nodes: &DeviceNodes, timeout: Duration) -> Result<bool, SimError> {
+        self.begin_detach(nodes)?;
+        let closed = match self.wait_backend_closed(nodes, timeout) {
+            Ok(()) => true,
+            Err(SimError::Timeout) => {
+                log::warn!("{}: backend did not close, removing anyway", nodes.backend);
+                false
+            }
+            Err(error) => return Err(error),
+        };
+        self.finish_detach(nodes)?;
+        Ok(closed)
+    }
+
     /// The devices libxl knows for `frontend_id`, from `/libxl/<fe>/device`.
     pub fn devices(&self, frontend_id: DomId) -> Result<Vec<DeviceNodes>, SimError> {
         let mut dom0 = self.dom0.clone();

@@ -25,7 +25,8 @@
 //! * **Transactions** see a snapshot taken at start. Commit fails with
 //!   `EAGAIN` when any node the transaction looked at (read, wrote, or
 //!   found missing) changed meanwhile; otherwise its changes apply and
-//!   their watches fire.
+//!   their watches fire. A transaction that ran out of its node quota
+//!   fails its commit with `ENOMEM`, as xenstored's does.
 //! * **Quotas** (unprivileged domains): 1000 nodes owned, 2048 bytes per
 //!   node, 128 watches, 10 open transactions of at most 1024 nodes each, 5
 //!   permission entries per node, 4096-byte requests.
@@ -551,6 +552,9 @@ struct Transaction {
     tree: Tree,
     accessed: BTreeMap<String, Option<u64>>,
     ops: Vec<Op>,
+    /// A request failed half-way (the node quota of the transaction ran
+    /// out); as in xenstored the commit then fails with `ENOMEM`.
+    failed: bool,
 }
 
 /// A domain's connection to xenstored.
@@ -665,10 +669,13 @@ impl Store {
             accessed: Some(&mut transaction.accessed),
             fires: Vec::new(),
         };
-        let result = body(&mut context)?;
+        let result = body(&mut context);
         if !privileged(domid) && transaction.accessed.len() > QUOTA_TRANSACTION_NODES {
+            // The snapshot may already hold part of this request.
+            transaction.failed = true;
             return Err(XsError::Enospc);
         }
+        let result = result?;
         if let Some(op) = op {
             transaction.ops.push(op);
         }
@@ -861,6 +868,7 @@ impl Store {
                 tree: snapshot,
                 accessed: BTreeMap::new(),
                 ops: Vec::new(),
+                failed: false,
             },
         );
         Ok(TxId(id))
@@ -874,6 +882,9 @@ impl Store {
             .ok_or(XsError::Enoent)?;
         if !commit {
             return Ok(());
+        }
+        if transaction.failed {
+            return Err(XsError::Enomem);
         }
         let conflict = transaction.accessed.iter().any(|(path, generation)| {
             self.tree.nodes.get(path).map(|node| node.generation) != *generation

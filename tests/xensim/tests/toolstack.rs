@@ -307,3 +307,88 @@ fn destroy_domain_removes_devices_and_home() {
         Err(xensim::SimError::NoSuchDomain)
     );
 }
+
+#[test]
+fn detach_waits_for_a_backend_thread_then_removes() {
+    let xen = machine();
+    let toolstack = xen.toolstack();
+    let nodes = toolstack
+        .attach_vbd(&VbdConfig::new(4, 5, "/srv/disk.img"))
+        .unwrap();
+    // A backend thread that closes when asked to.
+    let backend = {
+        let mut backend = xen.domain(4).unwrap();
+        let state = format!("{}/state", nodes.backend);
+        std::thread::spawn(move || {
+            backend.watch(&state, "closer").unwrap();
+            loop {
+                backend.wait_watch(xensim::LONG_WAIT).expect("an event");
+                if backend.read(TxId::NONE, &state).as_deref() == Ok("5") {
+                    backend.write(TxId::NONE, &state, "6").unwrap();
+                    return;
+                }
+            }
+        })
+    };
+    assert_eq!(toolstack.detach(&nodes, xensim::LONG_WAIT), Ok(true));
+    backend.join().unwrap();
+    assert_eq!(
+        xen.dom0().read(TxId::NONE, &nodes.backend),
+        Err(XsError::Enoent)
+    );
+}
+
+#[test]
+fn detach_forces_removal_when_the_backend_never_closes() {
+    let xen = machine();
+    let toolstack = xen.toolstack();
+    let nodes = toolstack.attach_vif(&VifConfig::new(4, 6)).unwrap();
+    assert_eq!(
+        toolstack.detach(&nodes, std::time::Duration::from_millis(20)),
+        Ok(false)
+    );
+    assert_eq!(
+        xen.dom0().read(TxId::NONE, &nodes.frontend),
+        Err(XsError::Enoent)
+    );
+}
+
+#[test]
+fn generic_device_has_libxl_common_keys() {
+    let xen = machine();
+    let nodes = xen
+        .toolstack()
+        .attach_device(
+            DeviceKind::Other("vkbd"),
+            4,
+            5,
+            0,
+            &[("feature-abs-pointer", "1")],
+            &[("request-abs-pointer", "1")],
+        )
+        .unwrap();
+    assert_eq!(nodes.backend, "/local/domain/4/backend/vkbd/5/0");
+    let mut dom0 = xen.dom0();
+    let read = |dom0: &mut xensim::Domain, path: String| dom0.read(TxId::NONE, &path).unwrap();
+    assert_eq!(read(&mut dom0, format!("{}/online", nodes.backend)), "1");
+    assert_eq!(read(&mut dom0, format!("{}/state", nodes.backend)), "1");
+    assert_eq!(
+        read(&mut dom0, format!("{}/frontend-id", nodes.backend)),
+        "5"
+    );
+    assert_eq!(
+        read(&mut dom0, format!("{}/feature-abs-pointer", nodes.backend)),
+        "1"
+    );
+    assert_eq!(
+        read(&mut dom0, format!("{}/backend-id", nodes.frontend)),
+        "4"
+    );
+    assert_eq!(
+        read(&mut dom0, format!("{}/request-abs-pointer", nodes.frontend)),
+        "1"
+    );
+    // Destroying the guest cleans up kinds this module has no name for.
+    xen.toolstack().destroy_domain(5).unwrap();
+    assert_eq!(dom0.read(TxId::NONE, &nodes.backend), Err(XsError::Enoent));
+}

@@ -518,3 +518,50 @@ fn transaction_reading_what_it_changed_commits() {
     assert_eq!(a.directory(NONE, "data/dir").unwrap(), Vec::<String>::new());
     assert_eq!(a.read(NONE, "data/dir2/x").unwrap(), "1");
 }
+
+#[test]
+fn transaction_over_its_node_quota_fails_to_commit() {
+    let (_xen, _dom0, mut a, _b) = machine();
+    let tx = a.transaction_start().unwrap();
+    let mut error = None;
+    for index in 0..2000 {
+        if let Err(failure) = a.read(tx, &format!("data/missing{index}")) {
+            if failure != XsError::Enoent {
+                error = Some(failure);
+                break;
+            }
+        }
+    }
+    assert_eq!(error, Some(XsError::Enospc));
+    assert_eq!(a.transaction_end(tx, true), Err(XsError::Enomem));
+}
+
+#[test]
+fn set_perms_fires_and_mkdir_of_existing_does_not() {
+    let (_xen, _dom0, mut a, _b) = machine();
+    a.write(NONE, "data/node", "1").unwrap();
+    a.watch("data/node", "w").unwrap();
+    a.poll_watches();
+    a.mkdir(NONE, "data/node").unwrap();
+    assert_eq!(a.poll_watches(), vec![]);
+    a.set_perms(NONE, "data/node", &[perm(1, Access::Read)])
+        .unwrap();
+    assert_eq!(a.poll_watches(), vec![event("data/node", "w")]);
+    // Failed requests fire nothing.
+    let _ = a.set_perms(NONE, "data/node", &[]);
+    assert_eq!(a.poll_watches(), vec![]);
+}
+
+#[test]
+fn transaction_conflict_with_a_committed_removal() {
+    let (_xen, _dom0, mut a, _b) = machine();
+    a.write(NONE, "data/dir/x", "1").unwrap();
+    let reader = a.transaction_start().unwrap();
+    let remover = a.transaction_start().unwrap();
+    assert_eq!(a.read(reader, "data/dir/x").unwrap(), "1");
+    a.write(reader, "data/copy", "1").unwrap();
+    a.rm(remover, "data/dir").unwrap();
+    a.transaction_end(remover, true).unwrap();
+    assert_eq!(a.transaction_end(reader, true), Err(XsError::Eagain));
+    assert_eq!(a.read(NONE, "data/copy"), Err(XsError::Enoent));
+}
