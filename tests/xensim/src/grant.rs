@@ -212,6 +212,26 @@ impl GrantTable {
     }
 }
 
+/// Failures injected into a domain's own grant operations, for testing
+/// how an engine copes with a hypervisor that says no (paging `EAGAIN`,
+/// a peer that revoked a grant under it, exhausted maptrack space).
+#[derive(Debug, Default)]
+pub(crate) struct FaultPlan {
+    remaining: u32,
+    error: Option<GrantError>,
+}
+
+impl FaultPlan {
+    /// The error the next operation must fail with, if any.
+    fn take(&mut self) -> Option<GrantError> {
+        if self.remaining == 0 {
+            return None;
+        }
+        self.remaining -= 1;
+        self.error
+    }
+}
+
 /// One grant map held by a domain.
 #[derive(Debug, Clone, Copy)]
 struct MapEntry {
@@ -378,6 +398,13 @@ impl State {
         gref: GrantRef,
         readonly: bool,
     ) -> Result<(GrantHandle, Arc<Frame>), GrantError> {
+        if let Some(error) = self
+            .domains
+            .get_mut(&caller)
+            .and_then(|domain| domain.grant_faults.take())
+        {
+            return Err(error);
+        }
         // map_grant_ref takes the domain by id: DOMID_SELF is not resolved.
         if !self.domains.contains_key(&domid) {
             return Err(GrantError::BadDomain);
@@ -573,8 +600,11 @@ impl Domain {
         }
         let (source, destination) = {
             let mut state = self.hypervisor.lock();
-            if !state.domains.contains_key(&caller) {
+            let Some(domain) = state.domains.get_mut(&caller) else {
                 return Err(GrantError::GeneralError);
+            };
+            if let Some(error) = domain.grant_faults.take() {
+                return Err(error);
             }
             let (source_span, destination_span): (Option<GrantSpan>, Option<GrantSpan>) = match op {
                 CopyOp::FromGrant { source, .. } => (Some(*source), None),
@@ -648,6 +678,20 @@ impl Domain {
             state.unclaim(claim);
         }
         Ok(())
+    }
+
+    /// Makes this domain's next `count` grant operations (each copy
+    /// operation, each gref of a map) fail with `error` without touching
+    /// any grant, as a fault injector. A copy of length 0 is not counted,
+    /// since Xen does nothing for it. `count = 0` cancels the plan.
+    pub fn inject_grant_faults(&self, count: u32, error: GrantError) {
+        let mut state = self.hypervisor.lock();
+        if let Some(domain) = state.domains.get_mut(&self.domid) {
+            domain.grant_faults = FaultPlan {
+                remaining: count,
+                error: Some(error),
+            };
+        }
     }
 
     /// Maps one grant of `domid` (`GNTTABOP_map_grant_ref`); returns the

@@ -124,6 +124,8 @@ pub(crate) struct DomainState {
     pub(crate) grants: GrantTable,
     pub(crate) maptrack: MapTrack,
     pub(crate) ports: evtchn::PortTable,
+    /// Injected failures for this domain's next grant copies and maps.
+    pub(crate) grant_faults: grant::FaultPlan,
 }
 
 /// The whole machine, behind one mutex.
@@ -341,6 +343,7 @@ impl State {
                 grants,
                 maptrack: MapTrack::default(),
                 ports: evtchn::PortTable::new(self.config.evtchn_ports),
+                grant_faults: grant::FaultPlan::default(),
             },
         );
         self.store.introduce_domain(domid, name);

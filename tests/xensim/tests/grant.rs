@@ -629,3 +629,29 @@ fn concurrent_copies_and_end_access() {
         0
     );
 }
+
+#[test]
+fn injected_faults_fail_the_next_operations_only() {
+    let p = pair(false);
+    let domid = p.frontend.domid();
+    p.backend.inject_grant_faults(2, GrantError::Eagain);
+    // Length-0 copies do not count.
+    assert_eq!(copy_from(&p.backend, span(domid, p.gref, 0), 0), Ok(vec![]));
+    assert_eq!(
+        copy_from(&p.backend, span(domid, p.gref, 0), 4),
+        Err(GrantError::Eagain)
+    );
+    assert_eq!(
+        p.backend.map_grants(domid, &[p.gref], true).err(),
+        Some(GrantError::Eagain)
+    );
+    assert_eq!(
+        p.frontend.grant_entry(p.gref).unwrap().flags & GTF_READING,
+        0
+    );
+    assert!(copy_from(&p.backend, span(domid, p.gref, 0), 4).is_ok());
+    // Faults belong to the domain that was given them.
+    p.frontend.inject_grant_faults(1, GrantError::NoSpace);
+    assert!(copy_from(&p.backend, span(domid, p.gref, 0), 4).is_ok());
+    p.frontend.inject_grant_faults(0, GrantError::NoSpace);
+}
