@@ -437,7 +437,7 @@ pub enum Phase {
     Disconnecting,
     /// Failed before it ever started; waits only for removal.
     Failed,
-    /// Finished; nothing more will happen.
+    /// Finished; every relevant event returns [`Action::Remove`].
     Removed,
 }
 
@@ -631,7 +631,9 @@ impl BackendDevice {
     /// A device that is gone or not `online=1` is left untouched and
     /// reported as [`HandshakeError::Gone`] or [`HandshakeError::Offline`]:
     /// this is what a device looks like between the toolstack's `online=0`
-    /// and its removal, when watch events for it still arrive. On any
+    /// and its removal, when watch events for it still arrive; the device
+    /// is then [`Phase::Removed`] and every later relevant event returns
+    /// [`Action::Remove`]. On any
     /// other refusal the device is failed (see [`fail`](Self::fail)), so
     /// the toolstack sees why, and the reason is returned.
     pub fn probe<X: Xenstore + ?Sized>(&mut self, xs: &mut X) -> Result<(), HandshakeError> {
@@ -838,6 +840,11 @@ impl BackendDevice {
     /// Looks at both ends now, as [`on_watch`](Self::on_watch) does for a
     /// relevant event.
     pub fn refresh<X: Xenstore + ?Sized>(&mut self, xs: &mut X) -> Action {
+        if self.phase == Phase::Removed {
+            // Finished devices keep saying so, for engines that held on to
+            // one (for example after `probe` reported it offline).
+            return Action::Remove;
+        }
         // Bounded: each round either returns or publishes one state, and
         // publishing can lead to at most one further publication
         // (Closing -> Closed is never followed by another within a round).

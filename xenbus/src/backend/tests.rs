@@ -1004,6 +1004,12 @@ fn probe_leaves_an_offline_device_untouched() {
         assert_eq!(device.probe(&mut store), Err(HandshakeError::Offline));
         assert_eq!(device.phase(), Phase::Removed);
         assert_eq!(store.nodes, before, "{online:?}");
+        // An engine that keeps the device is told to drop it.
+        assert_eq!(
+            device.on_watch(&mut store, "backend/vbd/5/51728/online"),
+            Action::Remove
+        );
+        assert_eq!(store.nodes, before);
     }
 }
 
