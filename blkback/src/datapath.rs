@@ -704,7 +704,7 @@ impl<M: SharedMemory> Connection<M> {
                     Some(InFlight {
                         stage: Stage::FlushWaiting { seq, .. },
                         ..
-                    }) => oldest_write.map_or(true, |oldest| oldest >= *seq),
+                    }) => oldest_write.is_none_or(|oldest| oldest >= *seq),
                     // Not waiting any more: drop it from the list below.
                     _ => true,
                 }

@@ -225,7 +225,7 @@ impl RamDisk {
     fn byte_range(&self, sector: u64, bytes: usize) -> Option<core::ops::Range<usize>> {
         let start = usize::try_from(sector.checked_mul(SECTOR_SIZE as u64)?).ok()?;
         let end = start.checked_add(bytes)?;
-        (end <= self.data.len() && bytes % SECTOR_SIZE == 0).then_some(start..end)
+        (end <= self.data.len() && bytes.is_multiple_of(SECTOR_SIZE)).then_some(start..end)
     }
 
     fn execute(&mut self, request: IoRequest) -> Result<(Result<(), IoError>, Vec<u8>), IoRequest> {

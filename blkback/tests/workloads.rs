@@ -13,6 +13,9 @@ use xensim::frontend::blk::{BlkOp, Blkfront, BlkfrontConfig, RSP_OKAY};
 
 const SECTORS: u64 = 16 * 1024; // 8 MiB
 
+/// A request in flight: its byte range and, for a read, the data expected.
+type InFlight = (std::ops::Range<usize>, Option<Vec<u8>>);
+
 /// Runs `operations` random reads and writes on every frontend at once,
 /// checking each read against a model of the disk. A request is only
 /// issued if no request in flight on the same frontend overlaps it, so the
@@ -24,7 +27,7 @@ fn random_workload(rig: &mut Rig<RamDisk>, fronts: &mut [Blkfront], seed: u64, o
         .map(|_| vec![0u8; SECTORS as usize * 512])
         .collect();
     // In flight per frontend: id -> (byte range, expected data for reads).
-    let mut in_flight: Vec<BTreeMap<u64, (std::ops::Range<usize>, Option<Vec<u8>>)>> =
+    let mut in_flight: Vec<BTreeMap<u64, InFlight>> =
         fronts.iter().map(|_| BTreeMap::new()).collect();
     let mut issued = 0;
     let mut verified_reads = 0;

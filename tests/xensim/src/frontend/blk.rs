@@ -566,40 +566,25 @@ impl Blkfront {
     /// whenever anything may have changed; it is idempotent.
     pub fn step(&mut self) -> Result<(), BlkfrontError> {
         let backend = self.backend_state();
+        use XenbusState::{Closed, Closing, Connected, InitWait, Initialised, Initialising};
+        let closing = matches!(backend, Some(Closing) | Some(Closed));
         match (self.config.flavour, self.state) {
-            (Flavour::Linux, XenbusState::Initialising) => {
-                if backend == Some(XenbusState::InitWait) {
-                    self.talk_to_backend_linux()?;
-                }
+            (Flavour::Linux, Initialising) if backend == Some(InitWait) => {
+                self.talk_to_backend_linux()?;
             }
-            (Flavour::GnuMach, XenbusState::Initialising) => {
-                if matches!(backend, Some(state) if state >= XenbusState::InitWait && state <= XenbusState::Connected)
-                {
-                    self.talk_to_backend_gnu_mach()?;
-                }
+            // GNU Mach goes ahead as soon as the backend has left Initialising.
+            (Flavour::GnuMach, Initialising) if matches!(backend, Some(state) if (InitWait..=Connected).contains(&state)) =>
+            {
+                self.talk_to_backend_gnu_mach()?;
             }
-            (Flavour::Linux, XenbusState::Initialised) => {
-                if backend == Some(XenbusState::Connected) {
-                    self.read_disk_info()?;
-                    self.set_state(XenbusState::Connected)?;
-                }
+            (Flavour::Linux, Initialised) if backend == Some(Connected) => {
+                self.read_disk_info()?;
+                self.set_state(Connected)?;
             }
-            (_, XenbusState::Connected) => {
-                if matches!(
-                    backend,
-                    Some(XenbusState::Closing) | Some(XenbusState::Closed)
-                ) {
-                    self.begin_close()?;
-                }
-            }
-            (_, XenbusState::Closing) => {
-                if matches!(
-                    backend,
-                    Some(XenbusState::Closing) | Some(XenbusState::Closed) | None
-                ) {
-                    self.release();
-                    self.set_state(XenbusState::Closed)?;
-                }
+            (_, Connected) if closing => self.begin_close()?,
+            (_, Closing) if closing || backend.is_none() => {
+                self.release();
+                self.set_state(Closed)?;
             }
             _ => {}
         }
@@ -915,7 +900,7 @@ impl Blkfront {
         bytes: usize,
         data: Option<&[u8]>,
     ) -> Result<(Vec<u8>, Pending), BlkfrontError> {
-        if bytes == 0 || bytes % SECTOR_SIZE != 0 {
+        if bytes == 0 || !bytes.is_multiple_of(SECTOR_SIZE) {
             return Err(BlkfrontError::BadLength);
         }
         let page_count = bytes.div_ceil(PAGE_SIZE);
