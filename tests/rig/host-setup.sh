@@ -27,8 +27,13 @@ fi
 mkdir -p "$RIG_CACHE/debs"
 cd "$RIG_CACHE/debs"
 chmod 777 .   # apt-get download drops privileges to _apt
-kernel_package=$(apt-cache depends linux-image-amd64 | awk '/Depends: linux-image-[0-9]/ {print $2; exit}')
-[ -n "$kernel_package" ] || die "cannot resolve linux-image-amd64 (apt-get update needed?)"
+resolve_kernel() { apt-cache depends linux-image-amd64 2>/dev/null | awk '/Depends: linux-image-[0-9]/ {print $2; exit}'; }
+kernel_package=$(resolve_kernel)
+if [ -z "$kernel_package" ]; then
+  apt-get update -qq
+  kernel_package=$(resolve_kernel)
+fi
+[ -n "$kernel_package" ] || die "cannot resolve linux-image-amd64 from the apt sources"
 abi=${kernel_package#linux-image-}
 
 for p in "$kernel_package" "$XEN_PACKAGE"; do

@@ -26,7 +26,7 @@ const USAGE: &str = "usage:
   cargo xtask bench                run the benchmarks and write docs/benchmarks.md
 environment:
   RIG_CACHE=dir                    cache of packages and images (default target/rig/cache)
-  RIG_TIMEOUT=seconds              stop QEMU after this long (default 300 + 180 per test)";
+  RIG_TIMEOUT=seconds              stop QEMU after this long (default 300 + 240 per test)";
 
 fn main() -> ExitCode {
     let args: Vec<String> = std::env::args().skip(1).collect();
@@ -65,7 +65,7 @@ fn timeout_for(tests: usize) -> Duration {
     let seconds = std::env::var("RIG_TIMEOUT")
         .ok()
         .and_then(|s| s.parse().ok())
-        .unwrap_or(300 + 180 * tests as u64);
+        .unwrap_or(300 + 240 * tests as u64);
     Duration::from_secs(seconds)
 }
 

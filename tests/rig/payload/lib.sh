@@ -65,7 +65,7 @@ GUEST_KERNEL=/rig/vmlinux
 GUEST_RAMDISK=/rig/initramfs.cpio.gz
 # The tools disk (fio, iperf3) is QEMU's 5th disk, /dev/vde in dom0; a guest
 # that needs the tools gets it as xvdz and rig.tools=1 on its command line.
-TOOLS_DISK="'format=raw,vdev=xvdz,access=ro,target=/dev/vde'"
+TOOLS_DISK="'format=raw,vdev=xvdz,access=ro,script=/rig/phy-hotplug,target=/dev/vde'"
 # guest_config NAME STEPS [MEMORY_MIB] [XL_LINES] [VCPUS] [KERNEL_ARGS]
 guest_config() {
   cat > "/tmp/$1.cfg" <<CFG

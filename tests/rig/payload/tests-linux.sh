@@ -4,11 +4,14 @@
 
 # ensure_linux_dd: create the driver domain unless it already serves.
 # Sets DD_ID; DD_READY_SECONDS is the time from xl create to xl devd running.
+# On failure DD_PROBLEM says why, and later tests of the boot fail at once.
+DD_PROBLEM=
 ensure_linux_dd() {
   if domain_exists dd && xs_exists "/local/domain/$(xl domid dd)/data/ready"; then
     DD_ID=$(xl domid dd)
     return 0
   fi
+  [ -z "$DD_PROBLEM" ] || return 1
   destroy_domain dd
   # xvda: the rig's root filesystem (QEMU's 4th disk, a private snapshot);
   # xvdb: the payload (QEMU's 3rd disk), for dd-agent.sh and lib.sh.
@@ -21,20 +24,32 @@ memory = 384
 vcpus = 1
 driver_domain = 1
 on_crash = "preserve"
-disk = [ 'format=raw,vdev=xvda,access=rw,target=/dev/vdd', 'format=raw,vdev=xvdb,access=ro,target=/dev/vdc' ]
+disk = [ 'format=raw,vdev=xvda,access=rw,script=/rig/phy-hotplug,target=/dev/vdd',
+         'format=raw,vdev=xvdb,access=ro,script=/rig/phy-hotplug,target=/dev/vdc' ]
 CFG
   rm -f "$(console_log dd)"
   local started
   started=$(now)
-  xl create /tmp/dd.cfg || return 1
+  if ! xl create /tmp/dd.cfg > /tmp/dd.create.log 2>&1; then
+    cat /tmp/dd.create.log
+    DD_PROBLEM="xl create dd failed: $(grep -m1 error /tmp/dd.create.log)"
+    return 1
+  fi
   DD_ID=$(xl domid dd)
   if wait_for 300 xs_exists "/local/domain/$DD_ID/data/ready"; then
     DD_READY_SECONDS=$(since "$started")
     log "driver domain dd (domid $DD_ID) serving $DD_READY_SECONDS s after xl create"
   else
+    DD_PROBLEM="dd did not report xl devd running within 300 s"
+    dump_console dd 60
     diag_domain dd
     return 1
   fi
+}
+dd_up() { # dd_up TEST: start dd or fail TEST
+  ensure_linux_dd && return 0
+  fail "$1" "driver domain dd" "$DD_PROBLEM"
+  return 1
 }
 # dd_ask COMMAND: run a command of dd-agent.sh inside dd, print its answer.
 # Callers use $(dd_ask ...), a subshell, so the request id cannot be a
@@ -55,7 +70,7 @@ dd_ask() {
 # A guest writes through dd's blkback, reads back, and dd's RAM disk holds
 # the same bytes; then a fresh guest attaches and reads them again.
 test_linux_blk() {
-  ensure_linux_dd || { fail "$1" "driver domain boot" "dd did not start xl devd" dd; return; }
+  dd_up "$1" || return
   start_guest lblk-a "wait:xvdb+write:xvdb:0:8+info:xvdb" || { fail "$1" "xl create lblk-a" "see above"; return; }
   local attached
   attached=$(now)
@@ -85,7 +100,7 @@ test_linux_blk() {
 
 # dom0 is a frontend of dd: fio write+verify and a pattern checked inside dd.
 test_linux_dom0() {
-  ensure_linux_dd || { fail "$1" "driver domain boot" "dd did not start xl devd" dd; return; }
+  dd_up "$1" || return
   if ! xl block-attach 0 'backend=dd,format=raw,vdev=xvdc,access=rw,target=/dev/ram1'; then
     fail "$1" "block-attach to dom0" "xl block-attach failed" dd; return
   fi
@@ -117,7 +132,7 @@ test_linux_dom0() {
 
 # Two guests on dd's bridge ping each other through dd's netback.
 test_linux_net() {
-  ensure_linux_dd || { fail "$1" "driver domain boot" "dd did not start xl devd" dd; return; }
+  dd_up "$1" || return
   start_guest lnet-a "net:169.254.60.11+ping:169.254.60.12" 128 \
     "vif = [ 'backend=dd,bridge=ddbr0,mac=00:16:3e:60:00:11' ]" || { fail "$1" "xl create lnet-a" "see above" dd; return; }
   start_guest lnet-b "net:169.254.60.12+ping:169.254.60.11" 128 \
