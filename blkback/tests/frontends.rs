@@ -303,3 +303,80 @@ fn unknown_target_gets_hotplug_error_and_others_keep_working() {
     );
     assert_eq!(rig.backend_state(&good_nodes), Some(XenbusState::Connected));
 }
+
+#[test]
+fn cdrom_and_removable_and_discard_enable_are_published() {
+    let mut rig = Rig::with_ram_disks(1, SECTORS);
+    let guest = rig.guest("linux");
+    let (cdrom, mut front) =
+        rig.attach_with(&guest, |vbd| vbd.cdrom = true, BlkfrontConfig::linux());
+    rig.connect(&mut front);
+    // A cdrom is read-only and the toolstack marks it removable.
+    assert_eq!(front.disk().unwrap().info, 1 | 2 | 4);
+    assert_eq!(
+        rig.read_node(&format!("{}/feature-discard", cdrom.backend))
+            .as_deref(),
+        Some("0")
+    );
+    let guest = rig.guest("other");
+    let (nodes, mut front) = rig.attach_with(
+        &guest,
+        |vbd| vbd.discard_enable = false,
+        BlkfrontConfig::linux(),
+    );
+    rig.connect(&mut front);
+    assert_eq!(
+        rig.read_node(&format!("{}/feature-discard", nodes.backend))
+            .as_deref(),
+        Some("0")
+    );
+    assert!(rig
+        .read_node(&format!("{}/discard-granularity", nodes.backend))
+        .is_none());
+    let discard = BlkOp::Discard {
+        sector: 0,
+        sectors: 8,
+        secure: false,
+    };
+    assert_eq!(rig.request(&mut front, 0, discard).status, RSP_EOPNOTSUPP);
+}
+
+#[test]
+fn a_32_bit_linux_frontend_uses_indirect_requests_and_multi_page_rings() {
+    let mut rig = Rig::with_ram_disks(1, SECTORS);
+    let guest = rig.guest("linux32");
+    let mut config = BlkfrontConfig::linux();
+    config.protocol = Some("x86_32-abi".to_string());
+    config.abi = RingAbi::X86_32;
+    config.queues = 2;
+    let (nodes, mut front) = rig.attach(&guest, "ram0", true, config);
+    rig.connect(&mut front);
+    assert_eq!(
+        rig.backend.vbd(nodes.frontend_id, nodes.devid).unwrap().abi,
+        Some(Abi::X86_32)
+    );
+    // 16 pages of 108-byte slots: 603 fit, rounded down to 512.
+    assert_eq!(front.ring_size(), 512);
+    for queue in 0..2 {
+        let data = pattern(40 + queue as u8, 200 * 4096);
+        let sector = 10_000 * (queue as u64 + 1);
+        let done = rig.request(
+            &mut front,
+            queue,
+            BlkOp::Write {
+                sector,
+                data: data.clone(),
+            },
+        );
+        assert_eq!(done.status, RSP_OKAY);
+        let done = rig.request(
+            &mut front,
+            queue,
+            BlkOp::Read {
+                sector,
+                sectors: 1600,
+            },
+        );
+        assert!(done.data.unwrap() == data, "read back different data");
+    }
+}

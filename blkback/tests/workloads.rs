@@ -325,3 +325,75 @@ fn frontend_domain_destroyed_while_connected_releases_the_disk() {
         "read back different data"
     );
 }
+
+#[test]
+fn a_shallow_device_queue_and_a_small_buffer_budget_only_slow_things_down() {
+    let mut disk = RamDisk::new(SECTORS).unwrap();
+    disk.set_queue_depth(2).unwrap();
+    let mut config = Config::new(0);
+    config.max_bytes_in_flight_per_ring = 16 * 1024;
+    let mut rig = Rig::new(config, vec![("ram0".to_string(), disk)]);
+    let guest = rig.guest("linux");
+    let (_nodes, mut front) = rig.attach(&guest, "ram0", true, BlkfrontConfig::linux());
+    rig.connect(&mut front);
+    let mut ids = Vec::new();
+    for index in 0..200u64 {
+        let queue = (index % 4) as usize;
+        let data = vec![index as u8; 8192];
+        ids.push(
+            front
+                .submit(
+                    queue,
+                    BlkOp::Write {
+                        sector: index * 16,
+                        data,
+                    },
+                )
+                .unwrap(),
+        );
+    }
+    let mut done = 0;
+    for _ in 0..500 {
+        rig.pump();
+        for completion in front.collect().unwrap() {
+            assert_eq!(completion.status, RSP_OKAY);
+            done += 1;
+        }
+        if done == ids.len() {
+            break;
+        }
+    }
+    assert_eq!(done, ids.len());
+    for index in [0u64, 77, 199] {
+        assert!(rig.read(&mut front, index * 16, 8192) == vec![index as u8; 8192]);
+    }
+}
+
+#[test]
+fn device_errors_become_error_responses_and_flush_still_completes() {
+    let device = common::devices::Failing::new(SECTORS, 100..200);
+    let mut rig = Rig::new(Config::new(0), vec![("flaky".to_string(), device)]);
+    let guest = rig.guest("linux");
+    let (_nodes, mut front) = rig.attach(&guest, "flaky", true, BlkfrontConfig::gnu_mach());
+    rig.connect(&mut front);
+    let bad = rig.request(
+        &mut front,
+        0,
+        BlkOp::Write {
+            sector: 150,
+            data: vec![1; 4096],
+        },
+    );
+    assert_eq!(bad.status, xensim::frontend::blk::RSP_ERROR);
+    let good = rig.request(
+        &mut front,
+        0,
+        BlkOp::Write {
+            sector: 300,
+            data: vec![2; 4096],
+        },
+    );
+    assert_eq!(good.status, RSP_OKAY);
+    assert_eq!(rig.request(&mut front, 0, BlkOp::Flush).status, RSP_OKAY);
+    assert!(common::logged(&["device error"]));
+}

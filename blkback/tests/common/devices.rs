@@ -9,8 +9,7 @@ use std::os::unix::fs::FileExt;
 use std::rc::Rc;
 
 use blkback::{
-    BlockDevice, DeviceInfo, DiscardInfo, IoCompletion, IoError, IoRequest, IoTag, RamDisk,
-    SubmitError,
+    BlockDevice, DeviceInfo, IoCompletion, IoError, IoRequest, IoTag, RamDisk, SubmitError,
 };
 
 use super::Rng;
@@ -176,6 +175,45 @@ impl BlockDevice for Hooked {
     }
 }
 
+/// A RAM disk whose writes to sectors `bad` fail with a media error.
+pub struct Failing {
+    pub inner: RamDisk,
+    pub bad: std::ops::Range<u64>,
+    failed: Vec<IoTag>,
+}
+
+impl Failing {
+    pub fn new(sectors: u64, bad: std::ops::Range<u64>) -> Self {
+        Failing {
+            inner: RamDisk::new(sectors).unwrap(),
+            bad,
+            failed: Vec::new(),
+        }
+    }
+}
+
+impl BlockDevice for Failing {
+    fn info(&self) -> DeviceInfo {
+        self.inner.info()
+    }
+    fn submit(&mut self, tag: IoTag, request: IoRequest) -> Result<(), SubmitError> {
+        if let IoRequest::Write { sector, .. } = &request {
+            if self.bad.contains(sector) {
+                self.failed.push(tag);
+            }
+        }
+        self.inner.submit(tag, request)
+    }
+    fn poll_completion(&mut self) -> Option<IoCompletion> {
+        let mut completion = self.inner.poll_completion()?;
+        if let Some(position) = self.failed.iter().position(|tag| *tag == completion.tag) {
+            self.failed.swap_remove(position);
+            completion.result = Err(IoError::Media);
+        }
+        Some(completion)
+    }
+}
+
 /// A RAM disk that offers secure discard.
 pub fn secure_ram_disk(sectors: u64) -> RamDisk {
     let mut disk = RamDisk::new(sectors).unwrap();
@@ -188,13 +226,4 @@ pub fn plain_ram_disk(sectors: u64) -> RamDisk {
     let mut disk = RamDisk::new(sectors).unwrap();
     disk.set_discard(false, false);
     disk
-}
-
-/// Unused import guard for `DiscardInfo` users.
-pub fn discard_info(granularity: u32) -> DiscardInfo {
-    DiscardInfo {
-        granularity,
-        alignment: 0,
-        secure: false,
-    }
 }

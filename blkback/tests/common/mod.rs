@@ -141,6 +141,22 @@ impl<D: BlockDevice> Rig<D> {
         (nodes, front)
     }
 
+    /// Attaches with a toolstack configuration the caller adjusted.
+    pub fn attach_with(
+        &mut self,
+        guest: &Domain,
+        adjust: impl FnOnce(&mut VbdConfig),
+        config: BlkfrontConfig,
+    ) -> (DeviceNodes, Blkfront) {
+        let mut vbd = VbdConfig::new(self.driver.domid(), guest.domid(), "ram0");
+        vbd.vdev = format!("xvd{}", (b'b' + self.next_vdev as u8) as char);
+        self.next_vdev += 1;
+        adjust(&mut vbd);
+        let nodes = self.toolstack.attach_vbd(&vbd).unwrap();
+        let front = Blkfront::new(guest.clone(), &nodes, config);
+        (nodes, front)
+    }
+
     /// Feeds the driver domain's pending watches and events to the engine
     /// and polls until it has nothing left to do. Returns whether anything
     /// happened.
