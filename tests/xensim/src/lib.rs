@@ -53,6 +53,52 @@
 //! assert_eq!(&buffer, b"hello");
 //! # let _ = PAGE_SIZE;
 //! ```
+//!
+//! # Writing a mock frontend
+//!
+//! A frontend is a [`Domain`] handle used the way a guest driver uses its
+//! hypercalls and xenstore connection. The toolstack creates the device;
+//! the frontend publishes its ring and event channel and follows the
+//! backend's state through a watch. `examples/handshake.rs` runs the whole
+//! exchange with a backend built on `xenbus::backend`.
+//!
+//! ```
+//! use xen_ring::FrontRing;
+//! use xenbus::platform::{TxId, Xenstore};
+//! use xenbus::XenbusState;
+//! use xensim::{Hypervisor, VbdConfig, LONG_WAIT};
+//!
+//! let xen = Hypervisor::new();
+//! let driver = xen.create_domain("rumpdisk");
+//! let mut guest = xen.create_domain("guest");
+//! let nodes = xen
+//!     .toolstack()
+//!     .attach_vbd(&VbdConfig::new(driver.domid(), guest.domid(), "/dev/disk"))
+//!     .unwrap();
+//!
+//! // Follow the backend's state (the watch fires once straight away).
+//! let backend_state = format!("{}/state", nodes.backend);
+//! guest.watch(&backend_state, "backend-state").unwrap();
+//! assert!(guest.wait_watch(LONG_WAIT).is_some());
+//!
+//! // Ring page, grant, event channel, published in one transaction.
+//! let (gfn, page) = guest.alloc_page();
+//! let mut ring = FrontRing::init(page, 112).unwrap();
+//! let ring_ref = guest.grant_access(driver.domid(), gfn, false).unwrap();
+//! let port = guest.alloc_unbound(driver.domid()).unwrap();
+//! let tx = guest.transaction_start().unwrap();
+//! guest.write(tx, &format!("{}/ring-ref", nodes.frontend), &ring_ref.to_string()).unwrap();
+//! guest.write(tx, &format!("{}/event-channel", nodes.frontend), &port.to_string()).unwrap();
+//! guest.write(tx, &format!("{}/state", nodes.frontend), XenbusState::Initialised.as_str()).unwrap();
+//! guest.transaction_end(tx, true).unwrap(); // Err(XsError::Eagain): retry
+//!
+//! // Later: push requests, kick the backend, take responses when the
+//! // port fires (`guest.wait_ports(timeout)` or `guest.wait_activity`).
+//! ring.push_request(&[0; 112]).unwrap();
+//! if ring.push_requests_and_check_notify() {
+//!     guest.send(port).unwrap();
+//! }
+//! ```
 #![forbid(unsafe_code)]
 
 pub mod evtchn;
@@ -508,5 +554,21 @@ impl State {
             ports: self.take_pending(domid),
             watches: self.store.take_events(domid),
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn assert_send_sync<T: Send + Sync>() {}
+
+    #[test]
+    fn handles_are_send_and_sync() {
+        assert_send_sync::<Hypervisor>();
+        assert_send_sync::<Domain>();
+        assert_send_sync::<Page>();
+        assert_send_sync::<Mapping>();
+        assert_send_sync::<Toolstack>();
     }
 }
