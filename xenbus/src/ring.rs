@@ -359,6 +359,11 @@ impl<M: SharedMemory> XenstoreRing<M> {
     /// Moves queued requests into the ring and returns the next reply or
     /// watch event, if one is complete. Does at most
     /// [`MAX_READS_PER_POLL`] ring passes.
+    ///
+    /// One pass can bring several messages, and the later ones wait in
+    /// this client, not in the ring: call `poll` until it returns
+    /// `Ok(None)` before waiting for the next event, and kick the event
+    /// channel when [`take_notify`](Self::take_notify) says so.
     pub fn poll(&mut self) -> Result<Option<Event>, RingError> {
         if let Some(error) = self.broken {
             return Err(error);
