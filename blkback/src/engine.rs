@@ -598,7 +598,10 @@ impl<P: Platform, D: BlockDevice> Blkback<P, D> {
                 }
             }
             Initialised | Connected => {
-                if state == Closed && online && drained && frontend == Initialised {
+                // Once Closed, the frontend was Closed too: Initialised or
+                // Connected now means it started again (GNU Mach goes
+                // straight to Connected).
+                if state == Closed && online && drained {
                     info!("vbd {}/{}: frontend restarted", vbd.frontend_id, vbd.devid);
                     self.switch_state(index, platform, InitWait);
                     self.connect(index, platform);
@@ -636,38 +639,26 @@ impl<P: Platform, D: BlockDevice> Blkback<P, D> {
         ) else {
             return false;
         };
-        let refuse = |reason: String| -> Result<(), String> { Err(reason) };
-        let outcome = (|| {
-            match value::parse_domid(&frontend_id) {
-                Ok(id) if id == vbd.frontend_id => {}
-                Ok(_) => {
-                    return refuse(format!("frontend-id {frontend_id} does not match the path"))
-                }
-                Err(error) => return refuse(format!("frontend-id: {error}")),
-            }
-            if let Err(error) =
+        let frontend_ok = match value::parse_domid(&frontend_id) {
+            Ok(id) if id == vbd.frontend_id => {
                 value::check_frontend_path(&frontend, vbd.frontend_id, "vbd", vbd.devid)
-            {
-                return refuse(format!("frontend {frontend}: {error}"));
+                    .map_err(|error| format!("frontend {frontend}: {error}"))
             }
-            Ok(())
-        })();
-        if let Err(reason) = outcome {
-            warn!("vbd {}/{}: refused: {reason}", vbd.frontend_id, vbd.devid);
-            vbd.failed = true;
-            let _ = platform.write(TxId::NONE, &format!("{base}/hotplug-error"), &reason);
-            let _ = platform.write(TxId::NONE, &format!("{base}/hotplug-status"), "error");
-            self.switch_state(index, platform, XenbusState::Closed);
-            return false;
-        }
-        let Some(disk) = self.disks.iter().position(|disk| disk.name == params) else {
-            let reason = format!("no device named {params}");
-            warn!("vbd {}/{}: refused: {reason}", vbd.frontend_id, vbd.devid);
-            vbd.failed = true;
-            let _ = platform.write(TxId::NONE, &format!("{base}/hotplug-error"), &reason);
-            let _ = platform.write(TxId::NONE, &format!("{base}/hotplug-status"), "error");
-            self.switch_state(index, platform, XenbusState::Closed);
-            return false;
+            Ok(_) => Err(format!("frontend-id {frontend_id} does not match the path")),
+            Err(error) => Err(format!("frontend-id: {error}")),
+        };
+        let disk = frontend_ok.and_then(|()| {
+            self.disks
+                .iter()
+                .position(|disk| disk.name == params)
+                .ok_or_else(|| format!("no device named {params}"))
+        });
+        let disk = match disk {
+            Ok(disk) => disk,
+            Err(reason) => {
+                self.refuse(index, platform, &reason);
+                return false;
+            }
         };
         let writable = match mode.as_str() {
             "w" | "w!" => true,
@@ -782,6 +773,23 @@ impl<P: Platform, D: BlockDevice> Blkback<P, D> {
         vbd.disk = Some(disk);
         self.switch_state(index, platform, XenbusState::InitWait);
         true
+    }
+
+    /// Gives up on a vbd the toolstack set up wrongly (unknown device, bad
+    /// `frontend`): `hotplug-error` says why, and the state is Closed.
+    fn refuse(&mut self, index: usize, platform: &mut P, reason: &str) {
+        let Some(vbd) = self.vbds[index].as_mut() else {
+            return;
+        };
+        warn!("vbd {}/{}: refused: {reason}", vbd.frontend_id, vbd.devid);
+        vbd.failed = true;
+        let base = vbd.backend_path.clone();
+        for (key, value) in [("hotplug-error", reason), ("hotplug-status", "error")] {
+            if let Err(error) = platform.write(TxId::NONE, &format!("{base}/{key}"), value) {
+                warn!("writing {base}/{key} failed: {error:?}");
+            }
+        }
+        self.switch_state(index, platform, XenbusState::Closed);
     }
 
     /// Reads the frontend's transport nodes, maps the rings and binds the
