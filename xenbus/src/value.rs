@@ -335,6 +335,64 @@ pub fn check_frontend_path(
 #[cfg(test)]
 mod tests {
     use super::*;
+    use alloc::string::String;
+    use proptest::prelude::*;
+
+    /// The canonical-decimal rule stated independently: "0", or a non-zero
+    /// digit followed by digits, whose value fits.
+    fn expected_u32(text: &str) -> Option<u32> {
+        let bytes = text.as_bytes();
+        let canonical = text == "0"
+            || (matches!(bytes.first(), Some(b'1'..=b'9')) && bytes.iter().all(u8::is_ascii_digit));
+        if !canonical {
+            return None;
+        }
+        text.parse::<u64>().ok().and_then(|n| u32::try_from(n).ok())
+    }
+
+    proptest! {
+        #[test]
+        fn decimal_agrees_with_the_rule(text in "[0-9+ -]{0,12}|.{0,12}") {
+            prop_assert_eq!(parse_u32(&text).ok(), expected_u32(&text));
+            prop_assert_eq!(
+                parse_domid(&text).ok(),
+                expected_u32(&text).filter(|n| *n < 0x7ff0).map(|n| n as u16)
+            );
+        }
+
+        #[test]
+        fn mac_round_trips(mac in any::<[u8; 6]>(), upper in any::<bool>()) {
+            let text = if upper {
+                alloc::format!(
+                    "{:02X}:{:02X}:{:02X}:{:02X}:{:02X}:{:02X}",
+                    mac[0], mac[1], mac[2], mac[3], mac[4], mac[5]
+                )
+            } else {
+                alloc::format!(
+                    "{:02x}:{:02x}:{:02x}:{:02x}:{:02x}:{:02x}",
+                    mac[0], mac[1], mac[2], mac[3], mac[4], mac[5]
+                )
+            };
+            if mac[0] & 1 == 0 {
+                prop_assert_eq!(parse_mac(&text), Ok(mac));
+            } else {
+                prop_assert_eq!(parse_mac(&text), Err(ValueError::MacMulticast));
+            }
+        }
+
+        #[test]
+        fn parsers_never_panic(text in any::<String>(), max in any::<u32>()) {
+            let _ = parse_u8(&text);
+            let _ = parse_evtchn_port(&text);
+            let _ = parse_ring_page_order(&text, max);
+            let _ = parse_bool(&text);
+            let _ = parse_mac(&text);
+            let _ = parse_protocol(Some(&text));
+            let _ = parse_mode(&text);
+            let _ = parse_text(&text, max as usize);
+            let _ = check_frontend_path(&text, 5, "vbd", 51728);
+        }
+    }
 
     #[test]
     fn decimal_accepts_canonical_spellings() {

@@ -691,6 +691,32 @@ fn error() -> impl Strategy<Value = XsError> {
 
 proptest! {
     #[test]
+    fn permissions_follow_the_rule(text in "[nrwbx]?[0-9]{0,6}|.{0,8}") {
+        let bytes = text.as_bytes();
+        // An access letter, then "0" or a non-zero digit and digits, <= 65535.
+        let expected = match bytes.split_first() {
+            Some((&letter, digits)) if b"nrwb".contains(&letter) => {
+                let canonical = digits == b"0"
+                    || (matches!(digits.first(), Some(b'1'..=b'9'))
+                        && digits.iter().all(u8::is_ascii_digit));
+                let domid = core::str::from_utf8(digits)
+                    .ok()
+                    .and_then(|d| d.parse::<u32>().ok())
+                    .filter(|n| *n <= 0xffff);
+                if canonical { domid } else { None }
+            }
+            _ => None,
+        };
+        let parsed = parse_permission(bytes);
+        prop_assert_eq!(parsed.ok().map(|p| u32::from(p.domid)), expected);
+        if let Ok(permission) = parsed {
+            let mut out = Vec::new();
+            encode_permission(&permission, &mut out);
+            prop_assert_eq!(out, bytes);
+        }
+    }
+
+    #[test]
     fn random_bytes_never_panic_the_stream_decoder(
         bytes in proptest::collection::vec(any::<u8>(), 0..6000),
         chunk in 1usize..64,
