@@ -768,6 +768,11 @@ impl BackendDevice {
     /// then watches the backend directory and the frontend's `state` with
     /// `watch_token`. The watches fire once at once, so the next
     /// [`on_watch`](Self::on_watch) sees where the frontend already is.
+    ///
+    /// Call it once the device's backing (disk, switch port) is ready:
+    /// `hotplug-status=connected` tells the toolstack the device is usable.
+    /// If a watch cannot be set, the state is already published and the
+    /// error is returned; [`refresh`](Self::refresh) still works.
     pub fn start<X: Xenstore + ?Sized>(
         &mut self,
         xs: &mut X,
@@ -816,7 +821,7 @@ impl BackendDevice {
 
     /// Whether a watch event path concerns this device.
     pub fn is_relevant(&self, path: &str) -> bool {
-        path == self.frontend_state_path
+        self.is_frontend_state(path)
             || path
                 .strip_prefix(self.backend_path.as_str())
                 .is_some_and(|rest| rest.is_empty() || rest.starts_with('/'))
@@ -826,7 +831,7 @@ impl BackendDevice {
     /// device, publishes any state change that needs no engine work, and
     /// says what the engine must do.
     pub fn on_watch<X: Xenstore + ?Sized>(&mut self, xs: &mut X, path: &str) -> Action {
-        let interesting = path == self.frontend_state_path
+        let interesting = self.is_frontend_state(path)
             || path == self.backend_path
             || path
                 .strip_prefix(self.backend_path.as_str())
@@ -837,6 +842,11 @@ impl BackendDevice {
         self.refresh(xs)
     }
 
+    fn is_frontend_state(&self, path: &str) -> bool {
+        // Empty until `probe` has read the frontend path.
+        !self.frontend_state_path.is_empty() && path == self.frontend_state_path
+    }
+
     /// Looks at both ends now, as [`on_watch`](Self::on_watch) does for a
     /// relevant event.
     pub fn refresh<X: Xenstore + ?Sized>(&mut self, xs: &mut X) -> Action {
@@ -844,6 +854,10 @@ impl BackendDevice {
             // Finished devices keep saying so, for engines that held on to
             // one (for example after `probe` reported it offline).
             return Action::Remove;
+        }
+        if matches!(self.phase, Phase::Created | Phase::Probed) {
+            // Nothing is published yet; `start` comes first.
+            return Action::None;
         }
         // Bounded: each round either returns or publishes one state, and
         // publishing can lead to at most one further publication

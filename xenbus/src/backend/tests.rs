@@ -1066,3 +1066,21 @@ fn directory_watch_and_device_tokens() {
     );
     assert_eq!(store.watches.len(), 3);
 }
+
+#[test]
+fn an_unprobed_device_ignores_every_event() {
+    let mut store = FakeStore::with_toolstack_nodes();
+    let mut device = BackendDevice::new(&directory(), address());
+    assert!(!device.is_relevant(""));
+    assert!(device.is_relevant("backend/vbd/5/51728/online"));
+    let before = store.requests;
+    assert_eq!(device.on_watch(&mut store, ""), Action::None);
+    assert_eq!(store.requests, before);
+    // Before `start` there is nothing to do, and nothing is read.
+    assert_eq!(
+        device.on_watch(&mut store, "backend/vbd/5/51728/online"),
+        Action::None
+    );
+    assert_eq!(store.requests, before);
+    assert_eq!(backend_state(&store), Some("1"));
+}
