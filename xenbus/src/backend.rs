@@ -571,6 +571,7 @@ pub struct BackendDevice {
     phase: Phase,
     hotplug_connected: bool,
     last_frontend: FrontendView,
+    needs_refresh: bool,
 }
 
 impl BackendDevice {
@@ -586,6 +587,7 @@ impl BackendDevice {
             phase: Phase::Created,
             hotplug_connected: false,
             last_frontend: FrontendView::Gone,
+            needs_refresh: false,
         }
     }
 
@@ -619,6 +621,15 @@ impl BackendDevice {
     /// Where the device is in its life.
     pub fn phase(&self) -> Phase {
         self.phase
+    }
+
+    /// Whether the last look at xenstore could not finish because a
+    /// request failed, so the published state may lag behind the two ends
+    /// (for example still `Connected` after a disconnect). The engine
+    /// should call [`refresh`](Self::refresh) again later, on its next
+    /// timer tick.
+    pub fn needs_refresh(&self) -> bool {
+        self.needs_refresh
     }
 
     /// The frontend state seen at the last look.
@@ -859,14 +870,16 @@ impl BackendDevice {
             // Nothing is published yet; `start` comes first.
             return Action::None;
         }
+        // Set again below if this look cannot finish.
+        self.needs_refresh = false;
         // Bounded: each round either returns or publishes one state, and
         // publishing can lead to at most one further publication
         // (Closing -> Closed is never followed by another within a round).
         for _ in 0..3 {
-            let Some(frontend) = self.look_at_frontend(xs) else {
-                return Action::None;
-            };
-            let Some(backend) = self.look_at_backend(xs) else {
+            let (Some(frontend), Some(backend)) =
+                (self.look_at_frontend(xs), self.look_at_backend(xs))
+            else {
+                self.needs_refresh = true;
                 return Action::None;
             };
             match decide(self.phase, frontend, backend) {
@@ -890,15 +903,20 @@ impl BackendDevice {
                     Err(HandshakeError::Gone) => return self.remove(xs),
                     Err(error) => {
                         log::warn!("{}: cannot publish {state:?}: {error}", self.backend_path);
+                        self.needs_refresh = true;
                         return Action::None;
                     }
                 },
-                Step::PublishThenRemove(state) => {
-                    if let Err(error) = self.publish(xs, state) {
+                Step::PublishThenRemove(state) => match self.publish(xs, state) {
+                    Ok(()) | Err(HandshakeError::Gone) => return self.remove(xs),
+                    Err(error) => {
+                        // Stay, so that the toolstack sees Closed once
+                        // xenstore works again.
                         log::warn!("{}: cannot publish {state:?}: {error}", self.backend_path);
+                        self.needs_refresh = true;
+                        return Action::None;
                     }
-                    return self.remove(xs);
-                }
+                },
             }
         }
         Action::None
@@ -978,10 +996,15 @@ impl BackendDevice {
             )?;
             Ok(())
         });
+        // What the frontend sees if the report cannot be written.
+        let mut published = XenbusState::Closed;
         match result {
             Ok(()) => {}
             Err(HandshakeError::Gone) => return self.remove(xs),
-            Err(error) => log::warn!("{}: cannot report failure: {error}", self.backend_path),
+            Err(error) => {
+                log::warn!("{}: cannot report failure: {error}", self.backend_path);
+                published = self.published_state();
+            }
         }
         match self.phase {
             Phase::Created | Phase::Probed | Phase::Failed => {
@@ -990,7 +1013,7 @@ impl BackendDevice {
             }
             Phase::Removed => Action::None,
             _ => {
-                self.phase = Phase::Idle(XenbusState::Closed);
+                self.phase = Phase::Idle(published);
                 self.refresh(xs)
             }
         }

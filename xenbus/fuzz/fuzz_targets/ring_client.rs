@@ -14,9 +14,8 @@ fuzz_target!(|data: &[u8]| {
     let memory = LocalMemory::pages(1);
     let mut bytes = data.iter().copied();
     let mut next = || bytes.next();
-    let mut word = || -> Option<u32> {
-        Some(u32::from_le_bytes([next()?, next()?, next()?, next()?]))
-    };
+    let mut word =
+        || -> Option<u32> { Some(u32::from_le_bytes([next()?, next()?, next()?, next()?])) };
     let Some(start) = word() else { return };
     for offset in [
         ring::REQ_CONS_OFFSET,
@@ -39,7 +38,8 @@ fuzz_target!(|data: &[u8]| {
                 let count = bytes.next().unwrap_or(0);
                 let prod = memory.load_u32(ring::RSP_PROD_OFFSET);
                 for i in 0..count {
-                    let offset = (prod.wrapping_add(u32::from(i)) as usize) % ring::XENSTORE_RING_SIZE;
+                    let offset =
+                        (prod.wrapping_add(u32::from(i)) as usize) % ring::XENSTORE_RING_SIZE;
                     memory.write(ring::RSP_OFFSET + offset, &[bytes.next().unwrap_or(0)]);
                 }
                 memory.store_u32(ring::RSP_PROD_OFFSET, prod.wrapping_add(u32::from(count)));

@@ -29,10 +29,16 @@ fuzz_target!(|data: &[u8]| {
                     let mut again = StreamDecoder::new();
                     let mut slice = bytes.as_slice();
                     let decoded = again.feed(&mut slice).unwrap().unwrap();
-                    assert_eq!(decoded.decode_incoming().ok().map(|incoming| match incoming {
-                        Incoming::Reply { reply, .. } => Some(reply),
-                        Incoming::WatchEvent(_) => None,
-                    }), Some(Some(reply)));
+                    assert_eq!(
+                        decoded
+                            .decode_incoming()
+                            .ok()
+                            .map(|incoming| match incoming {
+                                Incoming::Reply { reply, .. } => Some(reply),
+                                Incoming::WatchEvent(_) => None,
+                            }),
+                        Some(Some(reply))
+                    );
                 }
                 Ok(Incoming::WatchEvent(event)) => {
                     let mut bytes = Vec::new();

@@ -1084,3 +1084,59 @@ fn an_unprobed_device_ignores_every_event() {
     assert_eq!(store.requests, before);
     assert_eq!(backend_state(&store), Some("1"));
 }
+
+/// Found by the handshake fuzz target: after a disconnect the backend
+/// could not publish its new state (xenstore kept conflicting), so the
+/// frontend still saw `Connected` with no datapath behind it. The helper
+/// now says it is out of date, and a later refresh repairs the state.
+#[test]
+fn a_failed_publication_is_retried_by_refresh() {
+    let mut store = FakeStore::with_toolstack_nodes();
+    let mut device = started(&mut store);
+    connect(&mut store, &mut device);
+    assert!(!device.needs_refresh());
+    store.conflicts = MAX_TRANSACTION_ATTEMPTS + 1;
+    assert_eq!(
+        frontend_state(&mut store, &mut device, "1"),
+        Action::Disconnect
+    );
+    assert_eq!(device.disconnected(&mut store), Action::None);
+    assert_eq!(backend_state(&store), Some("4"));
+    assert!(device.needs_refresh());
+    // Still conflicting on the next tick.
+    store.conflicts = MAX_TRANSACTION_ATTEMPTS;
+    assert_eq!(device.refresh(&mut store), Action::None);
+    assert!(device.needs_refresh());
+    store.conflicts = 0;
+    assert_eq!(device.refresh(&mut store), Action::None);
+    assert!(!device.needs_refresh());
+    assert_eq!(backend_state(&store), Some("2"));
+}
+
+#[test]
+fn a_failed_read_asks_for_a_refresh() {
+    let mut store = FakeStore::with_toolstack_nodes();
+    let mut device = started(&mut store);
+    store.failing_read = Some((format!("{BACKEND}/online"), XsError::Enomem));
+    assert_eq!(frontend_state(&mut store, &mut device, "3"), Action::None);
+    assert!(device.needs_refresh());
+    store.failing_read = None;
+    assert_eq!(device.refresh(&mut store), Action::Connect);
+    assert!(!device.needs_refresh());
+}
+
+#[test]
+fn a_detach_that_cannot_publish_closed_waits_instead_of_vanishing() {
+    let mut store = FakeStore::with_toolstack_nodes();
+    let mut device = started(&mut store);
+    store.set(&format!("{BACKEND}/online"), "0");
+    store.conflicts = MAX_TRANSACTION_ATTEMPTS;
+    assert_eq!(
+        device.on_watch(&mut store, "backend/vbd/5/51728/online"),
+        Action::None
+    );
+    assert!(device.needs_refresh());
+    assert_eq!(device.phase(), Phase::Idle(XenbusState::InitWait));
+    assert_eq!(device.refresh(&mut store), Action::Remove);
+    assert_eq!(backend_state(&store), Some("6"));
+}
