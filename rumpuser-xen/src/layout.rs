@@ -8,8 +8,8 @@ pub const PAGE_SIZE: u64 = 4096;
 pub const VIRT_BASE: u64 = 0xffff_ffff_8000_0000;
 /// Start of the window where foreign grants are mapped (the last GiB).
 pub const GRANT_WINDOW_BASE: u64 = 0xffff_ffff_c000_0000;
-/// Pages in the grant window (16 MiB).
-pub const GRANT_WINDOW_PAGES: u64 = 4096;
+/// Pages in the grant window (64 MiB).
+pub const GRANT_WINDOW_PAGES: u64 = 16384;
 /// Most pseudo-physical pages the 1:1 area can map before the grant window.
 pub const MAX_MAPPED_PAGES: u64 = (GRANT_WINDOW_BASE - VIRT_BASE) / PAGE_SIZE;
 

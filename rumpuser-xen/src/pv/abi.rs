@@ -1,156 +1,63 @@
-//! The few Xen public ABI layouts the platform reads or passes to Xen, as in
-//! `xen/include/public/xen.h`, `arch-x86/xen.h`, `grant_table.h`,
-//! `event_channel.h` and `vcpu.h` for x86_64. Offsets were checked against
-//! the C headers with `offsetof`.
+//! The Xen public ABI as the platform uses it: the `xen-abi` bindings
+//! (generated from `/usr/include/xen`), plus the byte offsets of the
+//! shared-info and console fields the platform accesses atomically, derived
+//! from those bindings rather than written down by hand.
 
-/// `struct start_info` (`xen.h`), the fields this platform reads.
-#[repr(C)]
-#[derive(Clone, Copy)]
-pub struct StartInfo {
-    /// "xen-<version>-<platform>".
-    pub magic: [u8; 32],
-    /// Total pages allocated to this domain.
-    pub nr_pages: u64,
-    /// Machine address of the shared info structure.
-    pub shared_info: u64,
-    /// `SIF_*` flags.
-    pub flags: u32,
-    /// Machine frame of the xenstore ring page.
-    pub store_mfn: u64,
-    /// Event channel of the xenstore ring.
-    pub store_evtchn: u32,
-    /// Machine frame of the console ring page (`console.domU.mfn`).
-    pub console_mfn: u64,
-    /// Event channel of the console ring (`console.domU.evtchn`).
-    pub console_evtchn: u32,
-    /// Virtual address of the bootstrap level-4 page table.
-    pub pt_base: u64,
-    /// Number of bootstrap page-table frames.
-    pub nr_pt_frames: u64,
-    /// Virtual address of the pseudo-physical to machine frame list.
-    pub mfn_list: u64,
-    /// Virtual address of the initial ramdisk, if any.
-    pub mod_start: u64,
-    /// Size of the initial ramdisk.
-    pub mod_len: u64,
-    /// The guest command line (`extra=`), NUL-terminated.
-    pub cmd_line: [u8; 1024],
+use core::mem::offset_of;
+
+pub use xen_abi::{
+    gnttab_copy, gnttab_copy_gnttab_copy_ptr, gnttab_copy_gnttab_copy_ptr__bindgen_ty_1,
+    gnttab_map_grant_ref, gnttab_unmap_grant_ref, mmu_update, shared_info, start_info, trap_info,
+    vcpu_info, vcpu_time_info, xencons_interface,
+};
+
+/// The machine-to-phys table every PV guest sees read-only
+/// (`MACH2PHYS_VIRT_START` in `arch-x86/xen-x86_64.h`; a macro bindgen
+/// cannot evaluate, hence written here).
+pub const MACH2PHYS_VIRT_START: u64 = 0xffff_8000_0000_0000;
+
+/// `evtchn_pending[]` inside `struct shared_info`.
+pub const SHARED_INFO_EVTCHN_PENDING: usize = offset_of!(shared_info, evtchn_pending);
+/// `evtchn_mask[]` inside `struct shared_info`.
+pub const SHARED_INFO_EVTCHN_MASK: usize = offset_of!(shared_info, evtchn_mask);
+/// vcpu 0's `evtchn_upcall_pending` (vcpu_info[0] starts the page).
+pub const VCPU_INFO_UPCALL_PENDING: usize = offset_of!(vcpu_info, evtchn_upcall_pending);
+/// vcpu 0's `evtchn_upcall_mask`.
+pub const VCPU_INFO_UPCALL_MASK: usize = offset_of!(vcpu_info, evtchn_upcall_mask);
+/// vcpu 0's `evtchn_pending_sel`.
+pub const VCPU_INFO_PENDING_SEL: usize = offset_of!(vcpu_info, evtchn_pending_sel);
+/// vcpu 0's `arch.cr2`.
+pub const VCPU_INFO_CR2: usize = offset_of!(vcpu_info, arch);
+/// vcpu 0's `time`.
+pub const VCPU_INFO_TIME: usize = offset_of!(vcpu_info, time);
+/// Fields of `struct vcpu_time_info`.
+pub const TIME_VERSION: usize = offset_of!(vcpu_time_info, version);
+pub const TIME_TSC_TIMESTAMP: usize = offset_of!(vcpu_time_info, tsc_timestamp);
+pub const TIME_SYSTEM_TIME: usize = offset_of!(vcpu_time_info, system_time);
+pub const TIME_TSC_TO_SYSTEM_MUL: usize = offset_of!(vcpu_time_info, tsc_to_system_mul);
+/// `tsc_shift` is the low byte of the 32-bit word at this offset.
+pub const TIME_TSC_SHIFT: usize = offset_of!(vcpu_time_info, tsc_shift);
+/// Fields of `struct xencons_interface` (`io/console.h`).
+pub const CONSOLE_OUT: usize = offset_of!(xencons_interface, out);
+pub const CONSOLE_OUT_SIZE: u32 = 2048;
+pub const CONSOLE_OUT_CONS: usize = offset_of!(xencons_interface, out_cons);
+pub const CONSOLE_OUT_PROD: usize = offset_of!(xencons_interface, out_prod);
+
+const _: () = assert!(
+    TIME_TSC_SHIFT.is_multiple_of(4),
+    "tsc_shift must start an aligned word"
+);
+const _: () = assert!(core::mem::size_of::<vcpu_info>() == 64);
+
+/// The console ring of a domU: `start_info.console.domU` (mfn, evtchn).
+pub fn console_ring(start_info: &start_info) -> (u64, u32) {
+    // SAFETY: both arms of the union are plain integers, so any bit pattern
+    // is a valid value; for a domU the domain builder fills the domU arm.
+    let console = unsafe { start_info.console.domU };
+    (console.mfn, console.evtchn)
 }
 
-/// `struct trap_info` (`arch-x86/xen.h`).
-#[repr(C)]
-#[derive(Clone, Copy)]
-pub struct TrapInfo {
-    pub vector: u8,
-    pub flags: u8,
-    pub cs: u16,
-    pub address: u64,
-}
-
-/// `struct mmu_update` (`xen.h`).
-#[repr(C)]
-#[derive(Clone, Copy, Default)]
-pub struct MmuUpdate {
-    pub ptr: u64,
-    pub val: u64,
-}
-
-/// `struct gnttab_copy_ptr` (`grant_table.h`): `u` is a gref or a gmfn.
-#[repr(C)]
-#[derive(Clone, Copy, Default)]
-pub struct GnttabCopyPtr {
-    pub u: u64,
-    pub domid: u16,
-    pub offset: u16,
-}
-
-/// `struct gnttab_copy` (`grant_table.h`).
-#[repr(C)]
-#[derive(Clone, Copy, Default)]
-pub struct GnttabCopy {
-    pub source: GnttabCopyPtr,
-    pub dest: GnttabCopyPtr,
-    pub len: u16,
-    pub flags: u16,
-    pub status: i16,
-}
-
-/// `struct gnttab_map_grant_ref` (`grant_table.h`).
-#[repr(C)]
-#[derive(Clone, Copy, Default)]
-pub struct GnttabMapGrantRef {
-    pub host_addr: u64,
-    pub flags: u32,
-    pub r#ref: u32,
-    pub dom: u16,
-    pub status: i16,
-    pub handle: u32,
-    pub dev_bus_addr: u64,
-}
-
-/// `struct gnttab_unmap_grant_ref` (`grant_table.h`).
-#[repr(C)]
-#[derive(Clone, Copy, Default)]
-pub struct GnttabUnmapGrantRef {
-    pub host_addr: u64,
-    pub dev_bus_addr: u64,
-    pub handle: u32,
-    pub status: i16,
-}
-
-/// `XEN_ELFNOTE`-independent constants from `xen.h` and friends.
-pub mod consts {
-    pub const HYPERVISOR_SET_TRAP_TABLE: u32 = 0;
-    pub const HYPERVISOR_MMU_UPDATE: u32 = 1;
-    pub const HYPERVISOR_SET_CALLBACKS: u32 = 4;
-    pub const HYPERVISOR_UPDATE_VA_MAPPING: u32 = 14;
-    pub const HYPERVISOR_SET_TIMER_OP: u32 = 15;
-    pub const HYPERVISOR_GRANT_TABLE_OP: u32 = 20;
-    pub const HYPERVISOR_VCPU_OP: u32 = 24;
-    pub const HYPERVISOR_SCHED_OP: u32 = 29;
-    pub const HYPERVISOR_EVENT_CHANNEL_OP: u32 = 32;
-
-    pub const SCHEDOP_YIELD: u64 = 0;
-    pub const SCHEDOP_BLOCK: u64 = 1;
-    pub const SCHEDOP_SHUTDOWN: u64 = 2;
-    pub const SHUTDOWN_POWEROFF: u32 = 0;
-    pub const SHUTDOWN_REBOOT: u32 = 1;
-    pub const SHUTDOWN_CRASH: u32 = 3;
-
-    pub const EVTCHNOP_BIND_INTERDOMAIN: u64 = 0;
-    pub const EVTCHNOP_BIND_VIRQ: u64 = 1;
-    pub const EVTCHNOP_CLOSE: u64 = 3;
-    pub const EVTCHNOP_SEND: u64 = 4;
-    pub const EVTCHNOP_ALLOC_UNBOUND: u64 = 6;
-    pub const EVTCHNOP_UNMASK: u64 = 9;
-    pub const VIRQ_TIMER: u32 = 0;
-
-    pub const GNTTABOP_MAP_GRANT_REF: u64 = 0;
-    pub const GNTTABOP_UNMAP_GRANT_REF: u64 = 1;
-    pub const GNTTABOP_COPY: u64 = 5;
-    pub const GNTCOPY_SOURCE_GREF: u16 = 1 << 0;
-    pub const GNTCOPY_DEST_GREF: u16 = 1 << 1;
-    pub const GNTMAP_HOST_MAP: u32 = 1 << 1;
-    pub const GNTMAP_READONLY: u32 = 1 << 2;
-
-    pub const VCPUOP_STOP_PERIODIC_TIMER: u64 = 7;
-
-    pub const MMU_NORMAL_PT_UPDATE: u64 = 0;
-    pub const UVMF_INVLPG: u64 = 2;
-    pub const DOMID_SELF: u16 = 0x7ff0;
-
-    /// `FLAT_KERNEL_CS` for x86_64 (`arch-x86/xen-x86_64.h`).
-    pub const FLAT_KERNEL_CS: u16 = 0xe033;
-    /// Read-only machine-to-phys table every PV guest sees
-    /// (`MACH2PHYS_VIRT_START`, `arch-x86/xen-x86_64.h`).
-    pub const MACH2PHYS_VIRT_START: u64 = 0xffff_8000_0000_0000;
-
-    /// Offsets inside `struct shared_info` and `struct vcpu_info`.
-    pub const SHARED_INFO_EVTCHN_PENDING: usize = 2048;
-    pub const SHARED_INFO_EVTCHN_MASK: usize = 2560;
-    pub const VCPU_INFO_UPCALL_PENDING: usize = 0;
-    pub const VCPU_INFO_UPCALL_MASK: usize = 1;
-    pub const VCPU_INFO_PENDING_SEL: usize = 8;
-    pub const VCPU_INFO_CR2: usize = 16;
-    pub const VCPU_INFO_TIME: usize = 32;
+/// The command line as bytes.
+pub fn command_line(start_info: &start_info) -> [u8; 1024] {
+    start_info.cmd_line.map(|character| character as u8)
 }

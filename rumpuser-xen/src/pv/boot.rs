@@ -8,7 +8,7 @@
 
 use core::arch::global_asm;
 
-use super::abi::StartInfo;
+use super::abi::{command_line, start_info};
 use super::{console, events, mm, time, traps};
 
 /// Lowest virtual address of the image: pseudo-physical frame 0. Must match
@@ -96,14 +96,17 @@ unsafe extern "Rust" {
 
 /// First Rust code: brings the platform up in dependency order, then runs
 /// the domain's main function.
-extern "C" fn rust_start(start_info: *const StartInfo) -> ! {
+extern "C" fn rust_start(start_info: *const start_info) -> ! {
     // SAFETY: the domain builder passes the start info page in %rsi, mapped
     // and initialised; nothing else writes it while we copy it out.
     let start_info = unsafe { start_info.read() };
     traps::install();
     // SAFETY: nothing has read the command line yet, and nothing else runs.
     unsafe {
-        super::COMMAND_LINE.0.as_ptr().write(start_info.cmd_line);
+        super::COMMAND_LINE
+            .0
+            .as_ptr()
+            .write(command_line(&start_info));
     }
     mm::init(&start_info);
     events::init_shared_info(start_info.shared_info);

@@ -8,13 +8,15 @@
 use core::fmt::Write;
 use core::sync::atomic::{fence, AtomicU32, Ordering};
 
-use super::abi::StartInfo;
+use super::abi::{
+    console_ring, start_info, CONSOLE_OUT, CONSOLE_OUT_CONS, CONSOLE_OUT_PROD, CONSOLE_OUT_SIZE,
+};
 use super::Global;
 
-const OUT_OFFSET: usize = 1024;
-const OUT_SIZE: u32 = 2048;
-const OUT_CONS_OFFSET: usize = 3080;
-const OUT_PROD_OFFSET: usize = 3084;
+const OUT_OFFSET: usize = CONSOLE_OUT;
+const OUT_SIZE: u32 = CONSOLE_OUT_SIZE;
+const OUT_CONS_OFFSET: usize = CONSOLE_OUT_CONS;
+const OUT_PROD_OFFSET: usize = CONSOLE_OUT_PROD;
 
 struct Console {
     /// Virtual address of the ring page; 0 before [`init`].
@@ -25,11 +27,12 @@ struct Console {
 static CONSOLE: Global<Console> = Global::new(Console { ring: 0, evtchn: 0 });
 
 /// Maps the console ring and installs the `log` backend.
-pub fn init(start_info: &StartInfo) {
+pub fn init(start_info: &start_info) {
     {
         let mut console = CONSOLE.borrow_mut();
-        console.ring = super::mm::mfn_to_virt(start_info.console_mfn);
-        console.evtchn = start_info.console_evtchn;
+        let (mfn, evtchn) = console_ring(start_info);
+        console.ring = super::mm::mfn_to_virt(mfn);
+        console.evtchn = evtchn;
     }
     let level = super::COMMAND_LINE
         .get()
@@ -87,6 +90,12 @@ fn write_bytes(console: &Console, bytes: &[u8]) {
     fence(Ordering::Release);
     producer.store(produced, Ordering::Release);
     super::events::notify_port(console.evtchn);
+}
+
+/// The console ring's event channel (masked: the domain never reads
+/// console input, so xenconsoled's notifications are not wanted).
+pub fn port() -> u32 {
+    CONSOLE.try_borrow().map_or(u32::MAX, |console| console.evtchn)
 }
 
 /// Writes text to the console.

@@ -1,6 +1,12 @@
 //! Event channels (`xen/include/public/event_channel.h`) over the 2-level
 //! pending/mask bitmaps of the shared info page (`xen.h`).
 //!
+//! Ports follow the delivery discipline of Linux's evtchn device: a port
+//! the domain binds starts unmasked; when an event on it is collected, the
+//! platform masks it, and whoever handles it unmasks it when ready for more
+//! ([`unmask`], `EventChannels::unmask`). The platform's own ports (xenstore,
+//! timer), registered with [`keep_unmasked`], are never masked.
+//!
 //! Upcalls stay masked while the domain runs. The only place they are
 //! enabled is `SCHEDOP_block`, which unmasks atomically and blocks until an
 //! event is pending; the upcall Xen then delivers runs no Rust code (it just
@@ -11,7 +17,10 @@
 use core::arch::global_asm;
 use core::sync::atomic::{AtomicU64, AtomicU8, Ordering};
 
-use super::abi::consts;
+use super::abi::{
+    SHARED_INFO_EVTCHN_MASK, SHARED_INFO_EVTCHN_PENDING, VCPU_INFO_CR2, VCPU_INFO_PENDING_SEL,
+    VCPU_INFO_UPCALL_MASK, VCPU_INFO_UPCALL_PENDING,
+};
 use super::hypercall::hypercall;
 use super::Global;
 
@@ -63,7 +72,7 @@ pub fn shared_info_address() -> usize {
 
 /// `vcpu_info[0].arch.cr2`: the faulting address of the last page fault.
 pub fn vcpu_cr2() -> u64 {
-    word_at(consts::VCPU_INFO_CR2).load(Ordering::Relaxed)
+    word_at(VCPU_INFO_CR2).load(Ordering::Relaxed)
 }
 
 /// Maps the shared info page and registers the upcall.
@@ -79,12 +88,12 @@ pub fn init_shared_info(shared_info_machine_address: u64) {
 
 /// Registers the upcall and the failsafe callback and masks every port.
 pub fn init() {
-    byte_at(consts::VCPU_INFO_UPCALL_MASK).store(1, Ordering::SeqCst);
+    byte_at(VCPU_INFO_UPCALL_MASK).store(1, Ordering::SeqCst);
     // SAFETY: both addresses are code in the image that follows the PV
     // callback conventions (see the assembly above and `traps`).
     let rc = unsafe {
         hypercall(
-            consts::HYPERVISOR_SET_CALLBACKS,
+            xen_abi::__HYPERVISOR_set_callbacks,
             hypervisor_callback as *const () as u64,
             super::traps::failsafe_address(),
             0,
@@ -95,14 +104,15 @@ pub fn init() {
     assert!(rc == 0, "set_callbacks failed: {rc}");
 }
 
-fn event_channel_op(command: u64, argument: *mut u8) -> i64 {
-    // SAFETY: every caller passes the argument structure `command` expects,
-    // living on its stack for the duration of the call.
+/// Issues `EVTCHNOP_<command>` with its argument structure.
+fn event_channel_op<T>(command: u32, argument: &mut T) -> i64 {
+    // SAFETY: every caller pairs `command` with the `struct evtchn_*` it
+    // expects (from `xen-abi`), living on its stack for the call.
     unsafe {
         hypercall(
-            consts::HYPERVISOR_EVENT_CHANNEL_OP,
-            command,
-            argument as u64,
+            xen_abi::__HYPERVISOR_event_channel_op,
+            u64::from(command),
+            argument as *mut T as u64,
             0,
             0,
             0,
@@ -112,55 +122,58 @@ fn event_channel_op(command: u64, argument: *mut u8) -> i64 {
 
 /// Sends an event on `port`.
 pub fn notify_port(port: u32) {
-    let mut send = port;
-    event_channel_op(consts::EVTCHNOP_SEND, (&mut send as *mut u32).cast());
+    event_channel_op(xen_abi::EVTCHNOP_send, &mut xen_abi::evtchn_send { port });
 }
 
-/// `EVTCHNOP_bind_interdomain`; returns the local port or Xen's error code.
+/// `EVTCHNOP_bind_interdomain`; returns the local port (unmasked) or Xen's
+/// error code.
 pub fn bind_interdomain(remote_domid: u16, remote_port: u32) -> Result<u32, i64> {
-    // struct evtchn_bind_interdomain: remote_dom u16, pad, remote_port u32, local_port u32.
-    let mut argument = [0u32; 3];
-    argument[0] = u32::from(remote_domid);
-    argument[1] = remote_port;
-    let rc = event_channel_op(
-        consts::EVTCHNOP_BIND_INTERDOMAIN,
-        argument.as_mut_ptr().cast(),
-    );
+    let mut argument = xen_abi::evtchn_bind_interdomain {
+        remote_dom: remote_domid,
+        remote_port,
+        local_port: 0,
+    };
+    let rc = event_channel_op(xen_abi::EVTCHNOP_bind_interdomain, &mut argument);
     if rc != 0 {
         return Err(rc);
     }
-    mask(argument[2]);
-    Ok(argument[2])
+    // A recycled port may still carry the mask bit of its previous life.
+    unmask(argument.local_port);
+    Ok(argument.local_port)
 }
 
-/// `EVTCHNOP_alloc_unbound`: a port `remote_domid` may bind to.
+/// `EVTCHNOP_alloc_unbound`: a port (unmasked) `remote_domid` may bind to.
 pub fn alloc_unbound(remote_domid: u16) -> Result<u32, i64> {
-    // struct evtchn_alloc_unbound: dom u16, remote_dom u16, port u32.
-    let mut argument = [0u32; 2];
-    argument[0] = u32::from(consts::DOMID_SELF) | (u32::from(remote_domid) << 16);
-    let rc = event_channel_op(consts::EVTCHNOP_ALLOC_UNBOUND, argument.as_mut_ptr().cast());
+    let mut argument = xen_abi::evtchn_alloc_unbound {
+        dom: xen_abi::DOMID_SELF,
+        remote_dom: remote_domid,
+        port: 0,
+    };
+    let rc = event_channel_op(xen_abi::EVTCHNOP_alloc_unbound, &mut argument);
     if rc != 0 {
         return Err(rc);
     }
-    mask(argument[1]);
-    Ok(argument[1])
+    unmask(argument.port);
+    Ok(argument.port)
 }
 
 /// `EVTCHNOP_bind_virq` on vcpu 0.
 pub fn bind_virq(virq: u32) -> Result<u32, i64> {
-    // struct evtchn_bind_virq: virq u32, vcpu u32, port u32.
-    let mut argument = [virq, 0, 0];
-    let rc = event_channel_op(consts::EVTCHNOP_BIND_VIRQ, argument.as_mut_ptr().cast());
+    let mut argument = xen_abi::evtchn_bind_virq {
+        virq,
+        vcpu: 0,
+        port: 0,
+    };
+    let rc = event_channel_op(xen_abi::EVTCHNOP_bind_virq, &mut argument);
     if rc != 0 {
         return Err(rc);
     }
-    Ok(argument[2])
+    Ok(argument.port)
 }
 
 /// `EVTCHNOP_close`.
 pub fn close(port: u32) {
-    let mut argument = port;
-    event_channel_op(consts::EVTCHNOP_CLOSE, (&mut argument as *mut u32).cast());
+    event_channel_op(xen_abi::EVTCHNOP_close, &mut xen_abi::evtchn_close { port });
 }
 
 fn bit(port: u32) -> (usize, u64) {
@@ -173,7 +186,7 @@ pub fn mask(port: u32) {
         return;
     }
     let (offset, bit) = bit(port);
-    word_at(consts::SHARED_INFO_EVTCHN_MASK + offset).fetch_or(bit, Ordering::SeqCst);
+    word_at(SHARED_INFO_EVTCHN_MASK + offset).fetch_or(bit, Ordering::SeqCst);
 }
 
 /// Clears the mask bit of `port`. Upcalls are masked, so the plain bit
@@ -183,20 +196,39 @@ pub fn unmask(port: u32) {
         return;
     }
     let (offset, bit) = bit(port);
-    word_at(consts::SHARED_INFO_EVTCHN_MASK + offset).fetch_and(!bit, Ordering::SeqCst);
+    word_at(SHARED_INFO_EVTCHN_MASK + offset).fetch_and(!bit, Ordering::SeqCst);
     // Have Xen re-evaluate the selector bits for this port.
-    let mut argument = port;
-    event_channel_op(consts::EVTCHNOP_UNMASK, (&mut argument as *mut u32).cast());
+    event_channel_op(
+        xen_abi::EVTCHNOP_unmask,
+        &mut xen_abi::evtchn_unmask { port },
+    );
 }
 
 /// Ports collected from the shared info page but not yet handled.
 static COLLECTED: Global<[u64; 64]> = Global::new([0; 64]);
+/// The platform's own ports, never masked on delivery.
+static PLATFORM_PORTS: Global<[u64; 64]> = Global::new([0; 64]);
+
+/// Exempts `port` from masking on delivery (xenstore, timer).
+pub fn keep_unmasked(port: u32) {
+    if port < 4096 {
+        PLATFORM_PORTS.borrow_mut()[(port / 64) as usize] |= 1 << (port % 64);
+    }
+}
 
 /// Moves every pending, unmasked port from the shared info page into
-/// [`COLLECTED`], clearing its pending bit there.
+/// [`COLLECTED`], clearing its pending bit there and masking it unless it
+/// is one of the platform's own.
 fn collect() {
     let mut collected = COLLECTED.borrow_mut();
-    scan(|port| collected[(port / 64) as usize] |= 1 << (port % 64));
+    let platform_ports = PLATFORM_PORTS.borrow();
+    scan(|port| {
+        let (word, bit) = ((port / 64) as usize, 1u64 << (port % 64));
+        collected[word] |= bit;
+        if platform_ports[word] & bit == 0 {
+            mask(port);
+        }
+    });
 }
 
 /// Calls `handle` for every port that fired since the last call.
@@ -221,14 +253,14 @@ pub fn wait_for_any_event() {
 }
 
 fn scan(mut handle: impl FnMut(u32)) {
-    byte_at(consts::VCPU_INFO_UPCALL_PENDING).store(0, Ordering::SeqCst);
-    let selector = word_at(consts::VCPU_INFO_PENDING_SEL).swap(0, Ordering::SeqCst);
+    byte_at(VCPU_INFO_UPCALL_PENDING).store(0, Ordering::SeqCst);
+    let selector = word_at(VCPU_INFO_PENDING_SEL).swap(0, Ordering::SeqCst);
     let mut words = selector;
     while words != 0 {
         let word = words.trailing_zeros() as usize;
         words &= words - 1;
-        let pending = word_at(consts::SHARED_INFO_EVTCHN_PENDING + word * 8);
-        let masked = word_at(consts::SHARED_INFO_EVTCHN_MASK + word * 8).load(Ordering::SeqCst);
+        let pending = word_at(SHARED_INFO_EVTCHN_PENDING + word * 8);
+        let masked = word_at(SHARED_INFO_EVTCHN_MASK + word * 8).load(Ordering::SeqCst);
         let ready = pending.load(Ordering::SeqCst) & !masked;
         if ready == 0 {
             continue;
@@ -250,13 +282,13 @@ pub fn block() {
     // unmasks them and checks for pending events atomically with blocking.
     unsafe {
         hypercall(
-            consts::HYPERVISOR_SCHED_OP,
-            consts::SCHEDOP_BLOCK,
+            xen_abi::__HYPERVISOR_sched_op,
+            u64::from(xen_abi::SCHEDOP_block),
             0,
             0,
             0,
             0,
         );
     }
-    byte_at(consts::VCPU_INFO_UPCALL_MASK).store(1, Ordering::SeqCst);
+    byte_at(VCPU_INFO_UPCALL_MASK).store(1, Ordering::SeqCst);
 }

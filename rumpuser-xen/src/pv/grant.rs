@@ -7,18 +7,21 @@ use alloc::vec::Vec;
 use xen_ring::SharedMemory;
 use xenbus::platform::{CopyOp, DomId, GrantCopy, GrantError, GrantMap, GrantRef, GrantSpan};
 
-use super::abi::{consts, GnttabCopy, GnttabCopyPtr, GnttabMapGrantRef, GnttabUnmapGrantRef};
+use super::abi::{
+    gnttab_copy, gnttab_copy_gnttab_copy_ptr, gnttab_copy_gnttab_copy_ptr__bindgen_ty_1,
+    gnttab_map_grant_ref, gnttab_unmap_grant_ref,
+};
 use super::hypercall::hypercall;
 use super::Global;
 use crate::layout::{page_pieces, GRANT_WINDOW_BASE, GRANT_WINDOW_PAGES, PAGE_SIZE};
 
-fn grant_table_op<T>(command: u64, operations: &mut [T]) -> i64 {
+fn grant_table_op<T>(command: u32, operations: &mut [T]) -> i64 {
     // SAFETY: `T` is the structure `command` expects (callers pair them),
     // and the slice lives across the call; Xen writes only the OUT fields.
     unsafe {
         hypercall(
-            consts::HYPERVISOR_GRANT_TABLE_OP,
-            command,
+            xen_abi::__HYPERVISOR_grant_table_op,
+            u64::from(command),
             operations.as_mut_ptr() as u64,
             operations.len() as u64,
             0,
@@ -30,22 +33,25 @@ fn grant_table_op<T>(command: u64, operations: &mut [T]) -> i64 {
 /// Batched grant copy on real Xen.
 #[derive(Default)]
 pub struct XenGrantCopy {
-    batch: Vec<GnttabCopy>,
+    batch: Vec<gnttab_copy>,
     /// For each hypercall entry, which operation it belongs to.
     owner: Vec<usize>,
 }
 
-fn local_pointer(address: u64) -> GnttabCopyPtr {
-    GnttabCopyPtr {
-        u: super::mm::virt_to_mfn(address),
-        domid: consts::DOMID_SELF,
+fn local_pointer(address: u64) -> gnttab_copy_gnttab_copy_ptr {
+    gnttab_copy_gnttab_copy_ptr {
+        // A PV guest names its own frames by machine frame number.
+        u: gnttab_copy_gnttab_copy_ptr__bindgen_ty_1 {
+            gmfn: super::mm::virt_to_mfn(address),
+        },
+        domid: xen_abi::DOMID_SELF,
         offset: (address % PAGE_SIZE) as u16,
     }
 }
 
-fn grant_pointer(span: GrantSpan, delta: usize) -> GnttabCopyPtr {
-    GnttabCopyPtr {
-        u: u64::from(span.gref),
+fn grant_pointer(span: GrantSpan, delta: usize) -> gnttab_copy_gnttab_copy_ptr {
+    gnttab_copy_gnttab_copy_ptr {
+        u: gnttab_copy_gnttab_copy_ptr__bindgen_ty_1 { ref_: span.gref },
         domid: span.domid,
         offset: span.offset.wrapping_add(delta as u16),
     }
@@ -69,11 +75,11 @@ impl GrantCopy for XenGrantCopy {
                     for (address, length) in
                         page_pieces(destination.as_mut_ptr() as u64, destination.len())
                     {
-                        self.batch.push(GnttabCopy {
+                        self.batch.push(gnttab_copy {
                             source: grant_pointer(*source, done),
                             dest: local_pointer(address),
                             len: length as u16,
-                            flags: consts::GNTCOPY_SOURCE_GREF,
+                            flags: xen_abi::GNTCOPY_source_gref,
                             status: 0,
                         });
                         self.owner.push(index);
@@ -86,11 +92,11 @@ impl GrantCopy for XenGrantCopy {
                 } => {
                     let mut done = 0;
                     for (address, length) in page_pieces(source.as_ptr() as u64, source.len()) {
-                        self.batch.push(GnttabCopy {
+                        self.batch.push(gnttab_copy {
                             source: local_pointer(address),
                             dest: grant_pointer(*destination, done),
                             len: length as u16,
-                            flags: consts::GNTCOPY_DEST_GREF,
+                            flags: xen_abi::GNTCOPY_dest_gref,
                             status: 0,
                         });
                         self.owner.push(index);
@@ -102,11 +108,11 @@ impl GrantCopy for XenGrantCopy {
                     destination,
                     length,
                 } => {
-                    self.batch.push(GnttabCopy {
+                    self.batch.push(gnttab_copy {
                         source: grant_pointer(*source, 0),
                         dest: grant_pointer(*destination, 0),
                         len: *length,
-                        flags: consts::GNTCOPY_SOURCE_GREF | consts::GNTCOPY_DEST_GREF,
+                        flags: xen_abi::GNTCOPY_source_gref | xen_abi::GNTCOPY_dest_gref,
                         status: 0,
                     });
                     self.owner.push(index);
@@ -115,7 +121,7 @@ impl GrantCopy for XenGrantCopy {
         }
         // A grant offset past the page is refused by Xen with
         // GNTST_bad_copy_arg, which we pass on like any other status.
-        let rc = grant_table_op(consts::GNTTABOP_COPY, &mut self.batch);
+        let rc = grant_table_op(xen_abi::GNTTABOP_copy, &mut self.batch);
         for (entry, &index) in self.batch.iter().zip(self.owner.iter()) {
             let outcome = if rc != 0 {
                 Err(GrantError::GeneralError)
@@ -243,19 +249,26 @@ impl GrantMap for XenGrantMap {
             return Err(GrantError::BadGntref);
         }
         let address = reserve_window(grefs.len()).ok_or(GrantError::NoSpace)?;
-        let flags = consts::GNTMAP_HOST_MAP | if writable { 0 } else { consts::GNTMAP_READONLY };
-        let mut operations: Vec<GnttabMapGrantRef> = grefs
+        let flags = xen_abi::GNTMAP_host_map
+            | if writable {
+                0
+            } else {
+                xen_abi::GNTMAP_readonly
+            };
+        let mut operations: Vec<gnttab_map_grant_ref> = grefs
             .iter()
             .enumerate()
-            .map(|(index, &gref)| GnttabMapGrantRef {
+            .map(|(index, &gref)| gnttab_map_grant_ref {
                 host_addr: address + index as u64 * PAGE_SIZE,
                 flags,
-                r#ref: gref,
+                ref_: gref,
                 dom: domid,
-                ..Default::default()
+                status: 0,
+                handle: 0,
+                dev_bus_addr: 0,
             })
             .collect();
-        let rc = grant_table_op(consts::GNTTABOP_MAP_GRANT_REF, &mut operations);
+        let rc = grant_table_op(xen_abi::GNTTABOP_map_grant_ref, &mut operations);
         let failure = if rc != 0 {
             Some(GrantError::GeneralError)
         } else {
@@ -301,15 +314,16 @@ fn unmap_pages(address: u64, pages: &[(usize, u32)]) -> bool {
     if pages.is_empty() {
         return true;
     }
-    let mut operations: Vec<GnttabUnmapGrantRef> = pages
+    let mut operations: Vec<gnttab_unmap_grant_ref> = pages
         .iter()
-        .map(|&(index, handle)| GnttabUnmapGrantRef {
+        .map(|&(index, handle)| gnttab_unmap_grant_ref {
             host_addr: address + index as u64 * PAGE_SIZE,
+            dev_bus_addr: 0,
             handle,
-            ..Default::default()
+            status: 0,
         })
         .collect();
-    let rc = grant_table_op(consts::GNTTABOP_UNMAP_GRANT_REF, &mut operations);
+    let rc = grant_table_op(xen_abi::GNTTABOP_unmap_grant_ref, &mut operations);
     if rc != 0 || operations.iter().any(|operation| operation.status != 0) {
         log::error!("grant unmap at {address:#x} failed (rc {rc}); window slots stay reserved");
         return false;

@@ -10,7 +10,7 @@
 
 use core::alloc::{GlobalAlloc, Layout};
 
-use super::abi::{consts, MmuUpdate, StartInfo};
+use super::abi::{mmu_update, start_info, MACH2PHYS_VIRT_START};
 use super::hypercall::hypercall;
 use super::Global;
 use crate::heap::FreeRanges;
@@ -31,6 +31,8 @@ const PAGE_FLAGS: u64 = PTE_PRESENT | PTE_WRITABLE | PTE_USER | PTE_ACCESSED | P
 const TABLE_FLAGS: u64 = PTE_PRESENT | PTE_WRITABLE | PTE_USER | PTE_ACCESSED;
 /// A page-table page as the guest maps it: read-only.
 const READ_ONLY_FLAGS: u64 = PTE_PRESENT | PTE_USER | PTE_ACCESSED;
+/// `MMU_NORMAL_PT_UPDATE` in the low bits of `mmu_update.ptr`.
+const NORMAL_PT_UPDATE: u64 = xen_abi::MMU_NORMAL_PT_UPDATE as u64;
 
 struct Memory {
     /// `start_info.mfn_list`: the p2m table.
@@ -65,7 +67,7 @@ pub fn mfn_to_pfn(mfn: u64) -> u64 {
     // guest at MACH2PHYS_VIRT_START; it covers all machine frames and a frame
     // of ours is always in it.
     unsafe {
-        (consts::MACH2PHYS_VIRT_START as *const u64)
+        (MACH2PHYS_VIRT_START as *const u64)
             .add(mfn as usize)
             .read_volatile()
     }
@@ -92,17 +94,17 @@ pub unsafe fn update_va_mapping(address: u64, pte: u64) -> i64 {
     // SAFETY: forwarded to the caller.
     unsafe {
         hypercall(
-            consts::HYPERVISOR_UPDATE_VA_MAPPING,
+            xen_abi::__HYPERVISOR_update_va_mapping,
             address,
             pte,
-            consts::UVMF_INVLPG,
+            u64::from(xen_abi::UVMF_INVLPG),
             0,
             0,
         )
     }
 }
 
-fn mmu_update(updates: &[MmuUpdate]) {
+fn update_page_tables(updates: &[mmu_update]) {
     if updates.is_empty() {
         return;
     }
@@ -112,11 +114,11 @@ fn mmu_update(updates: &[MmuUpdate]) {
     // so no memory in use changes meaning.
     let rc = unsafe {
         hypercall(
-            consts::HYPERVISOR_MMU_UPDATE,
+            xen_abi::__HYPERVISOR_mmu_update,
             updates.as_ptr() as u64,
             updates.len() as u64,
             &mut done as *mut u32 as u64,
-            u64::from(consts::DOMID_SELF),
+            u64::from(xen_abi::DOMID_SELF),
             0,
         )
     };
@@ -131,7 +133,7 @@ fn mmu_update(updates: &[MmuUpdate]) {
 struct TableBuilder {
     /// Next pseudo-physical frame never used for anything.
     next_free_pfn: u64,
-    batch: [MmuUpdate; 128],
+    batch: [mmu_update; 128],
     batched: usize,
 }
 
@@ -143,11 +145,11 @@ impl TableBuilder {
     }
 
     fn flush(&mut self) {
-        mmu_update(&self.batch[..self.batched]);
+        update_page_tables(&self.batch[..self.batched]);
         self.batched = 0;
     }
 
-    fn push(&mut self, update: MmuUpdate) {
+    fn push(&mut self, update: mmu_update) {
         self.batch[self.batched] = update;
         self.batched += 1;
         if self.batched == self.batch.len() {
@@ -208,8 +210,8 @@ impl TableBuilder {
                 // keeps the batch about one table at a time.
                 self.flush();
                 let child = self.new_table(memory);
-                mmu_update(&[MmuUpdate {
-                    ptr: ((table_mfn << 12) + index as u64 * 8) | consts::MMU_NORMAL_PT_UPDATE,
+                update_page_tables(&[mmu_update {
+                    ptr: ((table_mfn << 12) + index as u64 * 8) | NORMAL_PT_UPDATE,
                     val: (child << 12) | TABLE_FLAGS,
                 }]);
                 child
@@ -222,7 +224,7 @@ impl TableBuilder {
 }
 
 /// Maps all memory and sets up the heap. Called once, first thing at boot.
-pub fn init(start_info: &StartInfo) {
+pub fn init(start_info: &start_info) {
     let nr_pages = start_info.nr_pages.min(MAX_MAPPED_PAGES);
     {
         let mut memory = MEMORY.borrow_mut();
@@ -238,7 +240,7 @@ pub fn init(start_info: &StartInfo) {
         + 1;
     let mut builder = TableBuilder {
         next_free_pfn: first_free_pfn,
-        batch: [MmuUpdate::default(); 128],
+        batch: [mmu_update { ptr: 0, val: 0 }; 128],
         batched: 0,
     };
     let mut pfn = first_free_pfn;
@@ -249,8 +251,8 @@ pub fn init(start_info: &StartInfo) {
         // Leave existing entries alone: the bootstrap mapping and the
         // read-only page-table frames we just took.
         if TableBuilder::entry(leaf_va, index) & PTE_PRESENT == 0 {
-            builder.push(MmuUpdate {
-                ptr: ((leaf_mfn << 12) + index as u64 * 8) | consts::MMU_NORMAL_PT_UPDATE,
+            builder.push(mmu_update {
+                ptr: ((leaf_mfn << 12) + index as u64 * 8) | NORMAL_PT_UPDATE,
                 val: (pfn_to_mfn(pfn) << 12) | PAGE_FLAGS,
             });
         }

@@ -98,8 +98,8 @@ pub fn sched_yield() {
     // SAFETY: SCHEDOP_yield takes no argument.
     unsafe {
         hypercall::hypercall(
-            abi::consts::HYPERVISOR_SCHED_OP,
-            abi::consts::SCHEDOP_YIELD,
+            xen_abi::__HYPERVISOR_sched_op,
+            u64::from(xen_abi::SCHEDOP_yield),
             0,
             0,
             0,
@@ -162,10 +162,11 @@ fn shutdown_request() -> Option<ShutdownRequest> {
 pub fn wait(deadline_ns: Option<u64>, wakeups: &mut Vec<Wakeup>) {
     let store_port = xenstore::store_port();
     let timer_port = time::timer_port();
+    let console_port = console::port();
     loop {
         events::take_pending(|port| {
             // The store and timer ports only wake us; their work is below.
-            if port != store_port && port != timer_port {
+            if port != store_port && port != timer_port && port != console_port {
                 wakeups.push(Wakeup::Port(port));
             }
         });

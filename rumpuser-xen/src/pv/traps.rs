@@ -11,7 +11,7 @@
 use core::arch::global_asm;
 use core::fmt::Write;
 
-use super::abi::{consts, TrapInfo};
+use super::abi::trap_info;
 use super::hypercall::hypercall;
 
 /// Registers saved by `trap_common`, lowest address first.
@@ -259,7 +259,7 @@ pub fn failsafe_address() -> u64 {
 
 /// Installs the trap table.
 pub fn install() {
-    let mut table = [TrapInfo {
+    let mut table = [trap_info {
         vector: 0,
         flags: 0,
         cs: 0,
@@ -274,10 +274,10 @@ pub fn install() {
         // Vectors 3 and 4 (int3, into) may be raised from any privilege
         // level; bit 2 masks event upcalls while the handler runs.
         let privilege = if vector == 3 || vector == 4 { 3 } else { 0 };
-        *slot = TrapInfo {
+        *slot = trap_info {
             vector: vector as u8,
             flags: privilege | 4,
-            cs: consts::FLAT_KERNEL_CS,
+            cs: xen_abi::FLAT_KERNEL_CS as u16,
             address,
         };
     }
@@ -285,7 +285,7 @@ pub fn install() {
     // across the call; Xen copies it.
     let rc = unsafe {
         hypercall(
-            consts::HYPERVISOR_SET_TRAP_TABLE,
+            xen_abi::__HYPERVISOR_set_trap_table,
             table.as_ptr() as u64,
             0,
             0,

@@ -9,7 +9,7 @@ use xenbus::platform::{Permission, TxId, Xenstore, XsError};
 use xenbus::ring::{BlockingXenstore, Notifier, XenstoreRing};
 pub use xenbus::wire::WatchEvent;
 
-use super::abi::StartInfo;
+use super::abi::start_info;
 use super::memory::OwnPage;
 use super::Global;
 
@@ -37,7 +37,7 @@ static STORE: Global<Option<Client>> = Global::new(None);
 static STORE_PORT: Global<u32> = Global::new(u32::MAX);
 
 /// Takes over the store ring and unmasks its port.
-pub fn init(start_info: &StartInfo) {
+pub fn init(start_info: &start_info) {
     // SAFETY: the store page is ours (the domain builder allocated it in
     // our memory) and nothing else in the domain uses it.
     let page = unsafe { OwnPage::new(super::mm::mfn_to_virt(start_info.store_mfn)) };
@@ -47,6 +47,7 @@ pub fn init(start_info: &StartInfo) {
     };
     *STORE.borrow_mut() = Some(BlockingXenstore::new(ring, notifier));
     *STORE_PORT.borrow_mut() = start_info.store_evtchn;
+    super::events::keep_unmasked(start_info.store_evtchn);
     super::events::unmask(start_info.store_evtchn);
 }
 
