@@ -172,14 +172,18 @@ impl State {
             .get(port)
             .ok_or(EvtchnError::NoSuchPort)?
             .status;
-        match status {
-            PortStatus::Closed => Err(EvtchnError::NoSuchPort),
-            PortStatus::Unbound { .. } => Ok(false),
+        let wake = match status {
+            PortStatus::Closed => return Err(EvtchnError::NoSuchPort),
+            PortStatus::Unbound { .. } => false,
             PortStatus::Interdomain {
                 remote,
                 remote_port,
-            } => Ok(self.set_pending(remote, remote_port)),
+            } => self.set_pending(remote, remote_port),
+        };
+        if let Some(domain) = self.domains.get_mut(&caller) {
+            domain.stats.events_sent += 1;
         }
+        Ok(wake)
     }
 
     fn close(&mut self, caller: DomId, port: EvtchnPort) -> Result<(), EvtchnError> {

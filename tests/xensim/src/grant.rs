@@ -423,7 +423,9 @@ impl State {
             .acquire(&granter.pages, caller, gref, readonly)
         {
             Ok(frame) => {
-                let maptrack = &mut self.domains.get_mut(&caller).expect("checked").maptrack;
+                let mapper = self.domains.get_mut(&caller).expect("checked");
+                mapper.stats.grant_maps += 1;
+                let maptrack = &mut mapper.maptrack;
                 maptrack.entries.insert(
                     handle,
                     MapEntry {
@@ -443,16 +445,17 @@ impl State {
     }
 
     fn unmap_one(&mut self, caller: DomId, handle: GrantHandle) -> Result<(), GrantError> {
-        let maptrack = &mut self
+        let mapper = self
             .domains
             .get_mut(&caller)
-            .ok_or(GrantError::GeneralError)?
-            .maptrack;
-        let entry = maptrack
+            .ok_or(GrantError::GeneralError)?;
+        let entry = mapper
+            .maptrack
             .entries
             .remove(&handle)
             .ok_or(GrantError::BadHandle)?;
-        maptrack.free.push(handle);
+        mapper.maptrack.free.push(handle);
+        mapper.stats.grant_unmaps += 1;
         if let Some(granter) = self.domains.get_mut(&entry.domid) {
             granter.grants.release(entry.gref, entry.readonly);
         }
@@ -593,6 +596,24 @@ impl Domain {
 
     /// One `GNTTABOP_copy` operation, with Xen's checks in Xen's order.
     pub fn copy_one(&self, op: &mut CopyOp<'_>) -> Result<(), GrantError> {
+        let length = copy_geometry(op).0;
+        let result = self.copy_unrecorded(op);
+        if length > 0 {
+            let mut state = self.hypervisor.lock();
+            if let Some(domain) = state.domains.get_mut(&self.domid) {
+                match result {
+                    Ok(()) => {
+                        domain.stats.grant_copies += 1;
+                        domain.stats.grant_copy_bytes += length as u64;
+                    }
+                    Err(_) => domain.stats.grant_copy_errors += 1,
+                }
+            }
+        }
+        result
+    }
+
+    fn copy_unrecorded(&self, op: &mut CopyOp<'_>) -> Result<(), GrantError> {
         let caller = self.domid;
         let (length, source_offset, destination_offset) = copy_geometry(op);
         if length == 0 {

@@ -172,6 +172,27 @@ pub(crate) struct DomainState {
     pub(crate) ports: evtchn::PortTable,
     /// Injected failures for this domain's next grant copies and maps.
     pub(crate) grant_faults: grant::FaultPlan,
+    pub(crate) stats: DomainStats,
+}
+
+/// What a domain has asked of the hypervisor so far: for tests that check
+/// behaviour such as notification suppression or copy batching by counting,
+/// never by timing.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct DomainStats {
+    /// Successful `EVTCHNOP_send` calls (including ones dropped on an
+    /// unbound port).
+    pub events_sent: u64,
+    /// Grant copy operations that succeeded.
+    pub grant_copies: u64,
+    /// Bytes moved by successful grant copies.
+    pub grant_copy_bytes: u64,
+    /// Grant copy operations that failed.
+    pub grant_copy_errors: u64,
+    /// Grants mapped (one per gref).
+    pub grant_maps: u64,
+    /// Grants unmapped.
+    pub grant_unmaps: u64,
 }
 
 /// The whole machine, behind one mutex.
@@ -390,6 +411,7 @@ impl State {
                 maptrack: MapTrack::default(),
                 ports: evtchn::PortTable::new(self.config.evtchn_ports),
                 grant_faults: grant::FaultPlan::default(),
+                stats: DomainStats::default(),
             },
         );
         self.store.introduce_domain(domid, name);
@@ -463,6 +485,17 @@ impl Domain {
             .domains
             .get(&self.domid)
             .map(|domain| domain.name.clone())
+    }
+
+    /// Counters of what this domain asked of the hypervisor (zero once the
+    /// domain is destroyed).
+    pub fn stats(&self) -> DomainStats {
+        self.hypervisor
+            .lock()
+            .domains
+            .get(&self.domid)
+            .map(|domain| domain.stats)
+            .unwrap_or_default()
     }
 
     /// Whether the domain still exists.

@@ -655,3 +655,25 @@ fn injected_faults_fail_the_next_operations_only() {
     assert!(copy_from(&p.backend, span(domid, p.gref, 0), 4).is_ok());
     p.frontend.inject_grant_faults(0, GrantError::NoSpace);
 }
+
+#[test]
+fn stats_count_copies_maps_and_events() {
+    let p = pair(false);
+    let domid = p.frontend.domid();
+    copy_from(&p.backend, span(domid, p.gref, 0), 100).unwrap();
+    copy_to(&p.backend, span(domid, p.gref, 0), &[1; 28]).unwrap();
+    let _ = copy_from(&p.backend, span(domid, u32::MAX, 0), 8);
+    let _ = copy_from(&p.backend, span(domid, p.gref, 0), 0);
+    let mapping = p.backend.map_grants(domid, &[p.gref], true).unwrap();
+    p.backend.unmap_grants(mapping).unwrap();
+    let port = p.frontend.alloc_unbound(p.backend.domid()).unwrap();
+    p.frontend.send(port).unwrap();
+    let stats = p.backend.stats();
+    assert_eq!(stats.grant_copies, 2);
+    assert_eq!(stats.grant_copy_bytes, 128);
+    assert_eq!(stats.grant_copy_errors, 1);
+    assert_eq!((stats.grant_maps, stats.grant_unmaps), (1, 1));
+    assert_eq!(stats.events_sent, 0);
+    assert_eq!(p.frontend.stats().events_sent, 1);
+    assert_eq!(p.frontend.stats().grant_copies, 0);
+}
