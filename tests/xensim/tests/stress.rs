@@ -239,3 +239,122 @@ fn threads_exchange_many_requests_without_lost_wakeups() {
     assert_eq!(sum, REQUESTS * (REQUESTS + 1) / 2);
     assert_eq!(front.memory().len(), PAGE_SIZE);
 }
+
+/// Interleaves transactions and plain writes at random and checks that
+/// every commit the store accepts is serialisable: what the transaction
+/// read is still what a model of the store holds at commit time, and the
+/// store then holds exactly the model's contents.
+#[test]
+fn committed_transactions_are_serialisable() {
+    use std::collections::BTreeMap;
+    use xenbus::platform::{TxId, Xenstore, XsError};
+
+    const KEYS: u64 = 6;
+    let xen = Hypervisor::new();
+    let mut dom0 = xen.dom0();
+    dom0.mkdir(TxId::NONE, "/t").unwrap();
+    let mut model: BTreeMap<String, String> = BTreeMap::new();
+    let mut rng = Rng(7);
+
+    struct Open {
+        tx: TxId,
+        /// First observation of each key, before the transaction wrote it.
+        reads: BTreeMap<String, Option<String>>,
+        writes: Vec<(String, Option<String>)>,
+    }
+    let mut open: Vec<Open> = Vec::new();
+    let (mut commits, mut conflicts) = (0, 0);
+    for step in 0..3000 {
+        let key = format!("/t/k{}", rng.below(KEYS));
+        match rng.below(10) {
+            // Start a transaction.
+            0 if open.len() < 4 => {
+                let tx = dom0.transaction_start().unwrap();
+                open.push(Open {
+                    tx,
+                    reads: BTreeMap::new(),
+                    writes: Vec::new(),
+                });
+            }
+            // A plain write or removal outside any transaction.
+            1 => {
+                if rng.below(3) == 0 {
+                    dom0.rm(TxId::NONE, &key).unwrap();
+                    model.remove(&key);
+                } else {
+                    let value = format!("v{step}");
+                    dom0.write(TxId::NONE, &key, &value).unwrap();
+                    model.insert(key, value);
+                }
+            }
+            // Commit (or abort) a transaction.
+            2 | 3 if !open.is_empty() => {
+                let index = rng.below(open.len() as u64) as usize;
+                let transaction = open.swap_remove(index);
+                let commit = rng.below(5) != 0;
+                match dom0.transaction_end(transaction.tx, commit) {
+                    Ok(()) if commit => {
+                        for (key, seen) in &transaction.reads {
+                            assert_eq!(
+                                model.get(key),
+                                seen.as_ref(),
+                                "step {step}: committed a transaction that read a stale {key}"
+                            );
+                        }
+                        for (key, value) in transaction.writes {
+                            match value {
+                                Some(value) => model.insert(key, value),
+                                None => model.remove(&key),
+                            };
+                        }
+                        commits += 1;
+                    }
+                    Ok(()) => {}
+                    Err(XsError::Eagain) => conflicts += 1,
+                    Err(error) => panic!("step {step}: {error:?}"),
+                }
+            }
+            // Read, write or remove inside a transaction.
+            _ if !open.is_empty() => {
+                let index = rng.below(open.len() as u64) as usize;
+                let transaction = &mut open[index];
+                let written = transaction.writes.iter().any(|(k, _)| *k == key);
+                match rng.below(3) {
+                    0 => {
+                        let value = match dom0.read(transaction.tx, &key) {
+                            Ok(value) => Some(value),
+                            Err(XsError::Enoent) => None,
+                            Err(error) => panic!("{error:?}"),
+                        };
+                        if !written {
+                            transaction.reads.entry(key).or_insert(value);
+                        }
+                    }
+                    1 => {
+                        let value = format!("t{step}");
+                        dom0.write(transaction.tx, &key, &value).unwrap();
+                        transaction.writes.push((key, Some(value)));
+                    }
+                    _ => {
+                        dom0.rm(transaction.tx, &key).unwrap();
+                        transaction.writes.push((key, None));
+                    }
+                }
+            }
+            _ => {}
+        }
+        // The live store always holds exactly the model.
+        if step % 50 == 0 {
+            let mut live = BTreeMap::new();
+            for name in dom0.directory(TxId::NONE, "/t").unwrap() {
+                let path = format!("/t/{name}");
+                live.insert(path.clone(), dom0.read(TxId::NONE, &path).unwrap());
+            }
+            assert_eq!(live, model, "step {step}");
+        }
+    }
+    assert!(
+        commits > 50 && conflicts > 50,
+        "{commits} commits, {conflicts} conflicts"
+    );
+}
