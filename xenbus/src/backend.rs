@@ -46,7 +46,10 @@
 //!
 //! Every call that can move the handshake returns an [`Action`]; the engine
 //! does the work asked and reports back, which returns the next action,
-//! until [`Action::None`] or [`Action::Remove`].
+//! until [`Action::None`] or [`Action::Remove`]. When xenstore fails under
+//! it, the helper publishes nothing it cannot stand behind and sets
+//! [`BackendDevice::needs_refresh`]; the engine then calls
+//! [`BackendDevice::refresh`] on its next timer tick.
 //!
 //! # Example
 //!
