@@ -20,6 +20,11 @@
 //! a ring ahead of the consumer is an error, not a length) and never
 //! trusted for memory offsets beyond a mask. Our own indices are kept
 //! privately and only published to the page.
+//!
+//! Not supported: the ring reconnection protocol
+//! (`XENSTORE_SERVER_FEATURE_RECONNECTION`, used when a guest kexecs), and
+//! `DIRECTORY_PART` for directories whose listing exceeds
+//! `XENSTORE_PAYLOAD_MAX` (xenstored answers `E2BIG` to `DIRECTORY` then).
 
 use alloc::borrow::Cow;
 use alloc::collections::VecDeque;
