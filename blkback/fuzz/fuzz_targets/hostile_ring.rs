@@ -8,7 +8,7 @@ use blkback::{Blkback, Config, RamDisk};
 use libfuzzer_sys::fuzz_target;
 use xen_ring::SharedMemory;
 use xensim::frontend::blk::{BlkOp, Blkfront, BlkfrontConfig, RSP_OKAY};
-use xensim::{Domain, Hypervisor, VbdConfig};
+use xensim::{Domain, Hypervisor, SimConfig, VbdConfig};
 
 const SECTORS: u64 = 2048;
 
@@ -82,7 +82,14 @@ const NODES: [&str; 8] = [
 
 fuzz_target!(|data: &[u8]| {
     let mut input = Input(data);
-    let xen = Hypervisor::new();
+    // Small tables keep each run cheap; they still hold every gref and
+    // port the two frontends use.
+    let xen = Hypervisor::with_config(SimConfig {
+        grant_frames: 4,
+        evtchn_ports: 256,
+        max_maptrack_handles: 4096,
+        ..SimConfig::default()
+    });
     let driver = xen.create_domain("rumpdisk");
     let mut config = Config::new(driver.domid());
     config.max_persistent_grants = 8;
