@@ -210,10 +210,11 @@ impl Node {
         self.perms.first().map_or(DOM0, |entry| entry.domid)
     }
 
-    /// The size xenstored accounts for a node: header, permissions, value
-    /// and the list of children names.
+    /// The size xenstored accounts for a node (`calc_node_acc_size`): the
+    /// 16-byte `struct node_hdr`, 8 bytes per `struct xs_permissions`, the
+    /// value and the NUL-terminated children names.
     fn accounted_size(&self) -> usize {
-        16 + self.perms.len() * 4
+        16 + self.perms.len() * 8
             + self.value.len()
             + self
                 .children
@@ -392,6 +393,13 @@ impl Context<'_> {
             children: BTreeSet::new(),
         };
         self.check_size(&leaf)?;
+        // The existing parent grows by one child name, which counts against
+        // its size as well.
+        let mut grown = self.tree.nodes[&parent].clone();
+        grown
+            .children
+            .insert(base_name(missing.last().expect("never empty")).to_string());
+        self.check_size(&grown)?;
         // Top down: each new node is a child of the one before.
         let mut above = parent;
         for name in missing.iter().rev() {

@@ -480,9 +480,22 @@ fn node_count_and_size_quotas() {
         Err(XsError::Enospc)
     );
     a.write(NONE, "data/fits", &"x".repeat(1500)).unwrap();
+    // A directory's size counts its children's names: one with too many
+    // cannot grow.
+    let mut children = 0;
+    let error = loop {
+        match a.write(NONE, &format!("data/wide/child-number-{children}"), "") {
+            Ok(()) => children += 1,
+            Err(error) => break error,
+        }
+    };
+    assert_eq!(error, XsError::Enospc);
+    assert!((80..200).contains(&children), "{children} children");
+    a.rm(NONE, "data/wide").unwrap();
+    // Spread over directories, the node count quota is what stops it.
     let mut created = 0;
     let error = loop {
-        match a.write(NONE, &format!("data/n{created}"), "") {
+        match a.write(NONE, &format!("data/d{}/n{created}", created / 50), "") {
             Ok(()) => created += 1,
             Err(error) => break error,
         }
@@ -490,6 +503,12 @@ fn node_count_and_size_quotas() {
     };
     assert_eq!(error, XsError::Enospc);
     assert!(created > 900, "only {created} nodes before the quota");
+    // dom0 is not limited.
+    let mut dom0 = a.hypervisor().dom0();
+    for index in 0..300 {
+        dom0.write(NONE, &format!("/wide/child-number-{index}"), "")
+            .unwrap();
+    }
 }
 
 #[test]
