@@ -22,6 +22,12 @@
 //! * **The toolstack** ([`toolstack`]): the xenstore nodes libxl writes for
 //!   a vbd or vif served by a driver domain, detach and domain destroy.
 //!
+//! Not simulated: grant table v2 (sub-page and transitive grants), grant
+//! transfer, XSM, VIRQ/IPI/PIRQ ports, the xenstore wire protocol (requests
+//! are direct calls), watch depths, and per-domain permissions on the
+//! special `@` watches (only dom0 receives them). `directory` lists
+//! children sorted by name, where xenstored keeps creation order.
+//!
 //! Everything is deterministic for a given [`SimConfig::seed`]. All handles
 //! are `Send + Sync`; one mutex guards the whole machine, and page contents
 //! live outside it, so a data copy never blocks the control plane.
