@@ -677,3 +677,37 @@ fn stats_count_copies_maps_and_events() {
     assert_eq!(p.frontend.stats().events_sent, 1);
     assert_eq!(p.frontend.stats().grant_copies, 0);
 }
+
+#[test]
+fn rewriting_a_pinned_entry_does_not_move_the_pin() {
+    let p = pair(false);
+    let domid = p.frontend.domid();
+    let mapping = p.backend.map_grants(domid, &[p.gref], true).unwrap();
+    let (other_gfn, other_page) = p.frontend.alloc_page();
+    // The guest points the entry elsewhere and even makes it read-only.
+    p.frontend.set_grant_entry(
+        p.gref,
+        GrantEntry {
+            flags: GTF_PERMIT_ACCESS | GTF_READONLY | GTF_READING | GTF_WRITING,
+            domid: p.backend.domid(),
+            frame: other_gfn,
+        },
+    );
+    // While pinned, Xen keeps using the frame it looked up at the first pin
+    // and does not look at the entry again for same-kind pins.
+    mapping.write(0, b"pinned");
+    copy_to(&p.backend, span(domid, p.gref, 8), b"copy").unwrap();
+    assert_eq!(&p.page.to_vec()[..12], b"pinned\x06\x07copy");
+    assert_eq!(&other_page.to_vec()[..4], &[0, 0, 0, 0]);
+    p.backend.unmap_grants(mapping).unwrap();
+    // Unpinned, the new entry applies: read-only now, and the other frame.
+    assert_eq!(
+        copy_to(&p.backend, span(domid, p.gref, 0), b"x"),
+        Err(GrantError::GeneralError)
+    );
+    other_page.write(0, b"other");
+    assert_eq!(
+        copy_from(&p.backend, span(domid, p.gref, 0), 5).unwrap(),
+        b"other"
+    );
+}
