@@ -298,8 +298,14 @@ fn frontend_restart_reconnects_and_sees_its_data() {
     rig.settle(&mut [&mut front]);
     assert_eq!(front.state(), XenbusState::Closed);
     assert_eq!(rig.backend_state(&nodes), Some(XenbusState::Closed));
+    assert_eq!(
+        rig.driver.active_maps(),
+        0,
+        "rings or persistent grants stayed mapped"
+    );
     front.restart().unwrap();
     rig.connect(&mut front);
+    assert!(rig.driver.active_maps() > 0);
     assert_eq!(rig.backend_state(&nodes), Some(XenbusState::Connected));
     assert!(
         rig.read(&mut front, 0, 4096) == vec![0x11; 4096],
@@ -396,4 +402,27 @@ fn device_errors_become_error_responses_and_flush_still_completes() {
     assert_eq!(good.status, RSP_OKAY);
     assert_eq!(rig.request(&mut front, 0, BlkOp::Flush).status, RSP_OKAY);
     assert!(common::logged(&["device error"]));
+}
+
+#[test]
+fn a_frontend_that_ignores_detach_is_cut_off_when_the_toolstack_removes_the_nodes() {
+    let mut rig = Rig::with_ram_disks(1, SECTORS);
+    let guest = rig.guest("stubborn");
+    let (nodes, mut front) = rig.attach(&guest, "ram0", true, BlkfrontConfig::linux());
+    rig.connect(&mut front);
+    rig.write(&mut front, 0, &[3; 4096]);
+    assert!(rig.driver.active_maps() > 0);
+    // The toolstack asks for the disk back; the frontend never answers.
+    rig.toolstack.begin_detach(&nodes).unwrap();
+    rig.pump();
+    assert_eq!(rig.backend_state(&nodes), Some(XenbusState::Closing));
+    // The toolstack gives up waiting and removes the nodes.
+    rig.toolstack.finish_detach(&nodes).unwrap();
+    rig.pump();
+    assert!(rig.backend.vbds().is_empty());
+    assert_eq!(
+        rig.driver.active_maps(),
+        0,
+        "the stubborn frontend's pages stayed mapped"
+    );
 }
