@@ -914,6 +914,42 @@ fn decide_obeys_the_handshake_invariants() {
     }
 }
 
+/// A well-behaved engine whose datapath is a flag: does what `action`
+/// asks until the helper has nothing more, and returns the last action.
+fn drive(
+    store: &mut FakeStore,
+    device: &mut BackendDevice,
+    datapath: &mut bool,
+    mut action: Action,
+) -> Action {
+    for _ in 0..10 {
+        action = match action {
+            Action::None | Action::Remove => {
+                if action == Action::Remove {
+                    assert!(!*datapath);
+                }
+                return action;
+            }
+            Action::Connect => {
+                assert!(!*datapath);
+                match device.read_frontend(store, "ring-ref", value::parse_grant_ref) {
+                    Ok(_) => {
+                        *datapath = true;
+                        device.connected(store)
+                    }
+                    Err(error) => device.fail(store, &format!("{error}")),
+                }
+            }
+            Action::Disconnect => {
+                assert!(*datapath);
+                *datapath = false;
+                device.disconnected(store)
+            }
+        };
+    }
+    panic!("the helper keeps asking for work");
+}
+
 /// Drives a device through a long pseudo-random sequence of frontend and
 /// toolstack changes with a well-behaved engine, and checks that it never
 /// claims `Connected` without a datapath nor leaves a datapath behind.
@@ -926,6 +962,7 @@ fn random_walk_keeps_state_and_datapath_consistent() {
         seed ^= seed << 17;
         seed
     };
+    let mut connects = 0;
     for _ in 0..50 {
         let mut store = FakeStore::with_toolstack_nodes();
         store.set(&format!("{FRONTEND}/ring-ref"), "8");
@@ -933,18 +970,29 @@ fn random_walk_keeps_state_and_datapath_consistent() {
         let mut device = started(&mut store);
         let mut datapath = false;
         for _ in 0..200 {
-            let path = match next() % 10 {
-                0..=6 => {
+            let mut tick = false;
+            let path = match next() % 100 {
+                0..=69 => {
                     let state =
                         ["0", "1", "2", "3", "4", "5", "6", "7", "x"][(next() % 9) as usize];
                     store.set(&format!("{FRONTEND}/state"), state);
                     format!("{FRONTEND}/state")
                 }
-                7 => {
+                70..=79 => {
+                    // xenstore under load: transactions conflict for a while.
+                    store.conflicts = (next() % (2 * MAX_TRANSACTION_ATTEMPTS as u64)) as u32;
+                    format!("{FRONTEND}/state")
+                }
+                80..=94 => {
+                    // The engine's timer tick.
+                    tick = true;
+                    String::new()
+                }
+                95..=96 => {
                     store.set(&format!("{BACKEND}/online"), "0");
                     "backend/vbd/5/51728/online".to_string()
                 }
-                8 => {
+                97..=98 => {
                     store.rm(TxId::NONE, FRONTEND).unwrap();
                     format!("{FRONTEND}/state")
                 }
@@ -953,42 +1001,41 @@ fn random_walk_keeps_state_and_datapath_consistent() {
                     "backend/vbd/5/51728".to_string()
                 }
             };
-            let mut action = device.on_watch(&mut store, &path);
-            let mut rounds = 0;
-            loop {
-                rounds += 1;
-                assert!(rounds < 10, "the helper keeps asking for work");
-                action = match action {
-                    Action::None | Action::Remove => break,
-                    Action::Connect => {
-                        assert!(!datapath);
-                        match device.read_frontend(&mut store, "ring-ref", value::parse_grant_ref) {
-                            Ok(_) => {
-                                datapath = true;
-                                device.connected(&mut store)
-                            }
-                            Err(error) => device.fail(&mut store, &format!("{error}")),
-                        }
-                    }
-                    Action::Disconnect => {
-                        assert!(datapath);
-                        datapath = false;
-                        device.disconnected(&mut store)
-                    }
-                };
-            }
+            let action = if tick {
+                if !device.needs_refresh() {
+                    continue;
+                }
+                device.refresh(&mut store)
+            } else {
+                device.on_watch(&mut store, &path)
+            };
+            let was_connected = datapath;
+            let action = drive(&mut store, &mut device, &mut datapath, action);
+            connects += usize::from(!was_connected && datapath);
             if action == Action::Remove {
                 assert!(!datapath);
                 assert!(store.watches.is_empty());
                 break;
             }
             let published = backend_state(&store);
-            if published == Some("4") {
+            if published == Some("4") && !device.needs_refresh() {
                 assert!(datapath, "Connected published without a datapath");
             }
             assert_eq!(datapath, device.phase() == Phase::Connected);
+            // Once xenstore behaves again, one refresh catches up.
+            if device.needs_refresh() && next() % 4 == 0 {
+                store.conflicts = 0;
+                let action = device.refresh(&mut store);
+                if drive(&mut store, &mut device, &mut datapath, action) == Action::Remove {
+                    break;
+                }
+                assert!(!device.needs_refresh());
+                assert_eq!(datapath, device.phase() == Phase::Connected);
+            }
         }
     }
+    // The walk must actually exercise the connected state.
+    assert!(connects > 20, "only {connects} connects");
 }
 
 #[test]
