@@ -256,3 +256,26 @@ fn activity_combines_ports_and_watches() {
     assert_eq!(activity.watches.len(), 1);
     assert!(backend.wait_activity(SHORT).ports.is_empty());
 }
+
+#[test]
+fn frontend_may_rebind_the_port_its_close_left_unbound() {
+    let xen = Hypervisor::new();
+    let frontend = xen.create_domain("guest");
+    let backend = xen.create_domain("driver");
+    let frontend_port = frontend.alloc_unbound(backend.domid()).unwrap();
+    let backend_port = backend.bind(frontend.domid(), frontend_port).unwrap();
+    frontend.close_port(frontend_port).unwrap();
+    // The backend's port now waits for the frontend, which may bind it
+    // from its side: the backend keeps its port number, with a new peer.
+    let again = frontend.bind(backend.domid(), backend_port).unwrap();
+    assert_eq!(
+        backend.port_status(backend_port),
+        PortStatus::Interdomain {
+            remote: frontend.domid(),
+            remote_port: again
+        }
+    );
+    backend.poll_ports();
+    frontend.send(again).unwrap();
+    assert_eq!(backend.poll_ports(), vec![backend_port]);
+}

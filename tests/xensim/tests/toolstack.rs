@@ -392,3 +392,65 @@ fn generic_device_has_libxl_common_keys() {
     xen.toolstack().destroy_domain(5).unwrap();
     assert_eq!(dom0.read(TxId::NONE, &nodes.backend), Err(XsError::Enoent));
 }
+
+#[test]
+fn frontend_removing_its_directory_fires_the_backend_state_watch() {
+    let xen = machine();
+    let nodes = xen
+        .toolstack()
+        .attach_vbd(&VbdConfig::new(4, 5, "/srv/disk.img"))
+        .unwrap();
+    let mut backend = xen.domain(4).unwrap();
+    let mut frontend = xen.domain(5).unwrap();
+    let state = format!("{}/state", nodes.frontend);
+    backend.watch(&state, "fe-state").unwrap();
+    backend.poll_watches();
+    frontend.rm(TxId::NONE, &nodes.frontend).unwrap();
+    assert_eq!(
+        backend.poll_watches(),
+        vec![xensim::WatchEvent {
+            path: state.clone(),
+            token: "fe-state".into()
+        }]
+    );
+    assert_eq!(backend.read(TxId::NONE, &state), Err(XsError::Eacces));
+}
+
+#[test]
+fn frontend_owns_its_directory_and_can_shut_the_backend_out() {
+    use xenbus::platform::{Access, Permission};
+    let xen = machine();
+    let nodes = xen
+        .toolstack()
+        .attach_vbd(&VbdConfig::new(4, 5, "/srv/disk.img"))
+        .unwrap();
+    let mut backend = xen.domain(4).unwrap();
+    let mut frontend = xen.domain(5).unwrap();
+    let ring_ref = format!("{}/ring-ref", nodes.frontend);
+    frontend.write(TxId::NONE, &ring_ref, "8").unwrap();
+    assert_eq!(backend.read(TxId::NONE, &ring_ref).unwrap(), "8");
+    frontend
+        .set_perms(
+            TxId::NONE,
+            &ring_ref,
+            &[Permission {
+                domid: 5,
+                access: Access::None,
+            }],
+        )
+        .unwrap();
+    // A hostile frontend can do this; the backend must cope with EACCES.
+    assert_eq!(backend.read(TxId::NONE, &ring_ref), Err(XsError::Eacces));
+    // It cannot give the node to the backend, though.
+    assert_eq!(
+        frontend.set_perms(
+            TxId::NONE,
+            &ring_ref,
+            &[Permission {
+                domid: 4,
+                access: Access::Both,
+            }],
+        ),
+        Err(XsError::Eperm)
+    );
+}
