@@ -21,13 +21,13 @@ cargo clippy --target x86_64-unknown-none \
 step "host tests"
 cargo test --workspace
 
-for fuzz_dir in blkback/fuzz netback/fuzz; do
-    [ -d "$fuzz_dir" ] || continue
+for fuzz_dir in */fuzz; do
+    [ -f "$fuzz_dir/Cargo.toml" ] || continue
     step "fuzz: $fuzz_dir (short run)"
     (
         cd "$fuzz_dir"
         for target in $(RUSTC_BOOTSTRAP=1 cargo fuzz list); do
-            RUSTC_BOOTSTRAP=1 cargo fuzz run "$target" -- -max_total_time=30 -seed=1
+            RUSTC_BOOTSTRAP=1 cargo fuzz run "$target" -- -max_total_time=20 -seed=1
         done
     )
 done
