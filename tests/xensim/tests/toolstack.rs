@@ -454,3 +454,18 @@ fn frontend_owns_its_directory_and_can_shut_the_backend_out() {
         Err(XsError::Eperm)
     );
 }
+
+#[test]
+fn destroy_errors_and_dead_domain_handles() {
+    let xen = machine();
+    assert_eq!(xen.destroy_domain(0), Err(xensim::SimError::Dom0));
+    assert_eq!(xen.destroy_domain(42), Err(xensim::SimError::NoSuchDomain));
+    let guest = xen.domain(5).unwrap();
+    xen.destroy_domain(5).unwrap();
+    assert!(!guest.is_alive());
+    assert_eq!(guest.name(), None);
+    assert!(xen.domain(5).is_none());
+    assert_eq!(xen.domids(), vec![0, 1, 2, 3, 4, 6]);
+    // A new domain gets a fresh id.
+    assert_eq!(xen.create_domain("next").domid(), 7);
+}
