@@ -75,7 +75,7 @@ impl Default for Config {
             max_queues: 4,
             max_vifs: 64,
             tx_budget: 64,
-            rx_budget: 64,
+            rx_budget: 128,
             uplink_budget: 64,
             tx_limits: TxLimits::default(),
             backlog: BacklogLimits::default(),
