@@ -157,6 +157,16 @@ pub enum RamDiskError {
     ZeroQueueDepth,
 }
 
+impl fmt::Display for RamDiskError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            Self::TooLarge => "the size in bytes does not fit the address space",
+            Self::OutOfMemory => "the memory could not be allocated",
+            Self::ZeroQueueDepth => "the queue depth is zero",
+        })
+    }
+}
+
 /// A disk in memory. Requests complete in submission order, at the next
 /// [`BlockDevice::poll_completion`]; flush has nothing to do; discard zeroes,
 /// so it is also secure (no other copy of the data exists).

@@ -52,6 +52,15 @@ pub enum AddDeviceError {
     DuplicateName,
 }
 
+impl fmt::Display for AddDeviceError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            Self::InvalidName => "the name is empty, too long or contains '/'",
+            Self::DuplicateName => "a device with this name is already registered",
+        })
+    }
+}
+
 /// What [`Blkback::poll`] did.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub struct PollStatus {
