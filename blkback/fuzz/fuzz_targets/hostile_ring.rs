@@ -47,7 +47,8 @@ impl Machine {
         let mut platform = self.driver.clone();
         let activity = self.driver.poll_activity();
         for event in &activity.watches {
-            self.backend.on_watch(&mut platform, &event.path, &event.token);
+            self.backend
+                .on_watch(&mut platform, &event.path, &event.token);
         }
         for port in &activity.ports {
             self.backend.on_event(&mut platform, *port);
@@ -94,8 +95,12 @@ fuzz_target!(|data: &[u8]| {
     let mut config = Config::new(driver.domid());
     config.max_persistent_grants = 8;
     let mut backend = Blkback::new(config);
-    backend.add_device("ram0", RamDisk::new(SECTORS).unwrap()).unwrap();
-    backend.add_device("ram1", RamDisk::new(SECTORS).unwrap()).unwrap();
+    backend
+        .add_device("ram0", RamDisk::new(SECTORS).unwrap())
+        .unwrap();
+    backend
+        .add_device("ram1", RamDisk::new(SECTORS).unwrap())
+        .unwrap();
     let mut platform = driver.clone();
     backend.start(&mut platform).unwrap();
     let mut machine = Machine { driver, backend };
@@ -114,7 +119,11 @@ fuzz_target!(|data: &[u8]| {
         }
     };
     let nodes = toolstack
-        .attach_vbd(&VbdConfig::new(machine.driver.domid(), attacker.domid(), "ram0"))
+        .attach_vbd(&VbdConfig::new(
+            machine.driver.domid(),
+            attacker.domid(),
+            "ram0",
+        ))
         .unwrap();
     let mut evil = Blkfront::new(attacker, &nodes, flavour);
     let mut good_vbd = VbdConfig::new(machine.driver.domid(), bystander.domid(), "ram1");
@@ -124,9 +133,21 @@ fuzz_target!(|data: &[u8]| {
     machine.settle(&mut [&mut evil, &mut good]);
     assert!(good.is_connected());
     let written = vec![0x6b; 4096];
-    let id = good.submit(0, BlkOp::Write { sector: 8, data: written.clone() }).unwrap();
+    let id = good
+        .submit(
+            0,
+            BlkOp::Write {
+                sector: 8,
+                data: written.clone(),
+            },
+        )
+        .unwrap();
     machine.pump();
-    assert!(good.collect().unwrap().iter().any(|c| c.id == id && c.status == RSP_OKAY));
+    assert!(good
+        .collect()
+        .unwrap()
+        .iter()
+        .any(|c| c.id == id && c.status == RSP_OKAY));
 
     let slot_size = evil.abi().slot_size();
     for _ in 0..64 {
@@ -189,10 +210,21 @@ fuzz_target!(|data: &[u8]| {
 
     // The bystander is untouched and still served.
     let _ = good.collect();
-    let id = good.submit(0, BlkOp::Read { sector: 8, sectors: 8 }).unwrap();
+    let id = good
+        .submit(
+            0,
+            BlkOp::Read {
+                sector: 8,
+                sectors: 8,
+            },
+        )
+        .unwrap();
     machine.pump();
     let answers = good.collect().unwrap();
-    let answer = answers.iter().find(|c| c.id == id).expect("bystander answered");
+    let answer = answers
+        .iter()
+        .find(|c| c.id == id)
+        .expect("bystander answered");
     assert_eq!(answer.status, RSP_OKAY);
     assert!(answer.data.as_deref() == Some(&written[..]));
 });
