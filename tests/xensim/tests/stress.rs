@@ -358,3 +358,55 @@ fn committed_transactions_are_serialisable() {
         "{commits} commits, {conflicts} conflicts"
     );
 }
+
+/// Domains on several threads increment one counter in transactions,
+/// retrying on EAGAIN: no increment may be lost.
+#[test]
+fn concurrent_transactional_increments_are_not_lost() {
+    use xenbus::platform::{Access, Permission, TxId, Xenstore, XsError};
+
+    const THREADS: u64 = 4;
+    const INCREMENTS: u64 = 200;
+    let xen = Hypervisor::new();
+    let mut dom0 = xen.dom0();
+    dom0.write(TxId::NONE, "/counter", "0").unwrap();
+    dom0.set_perms(
+        TxId::NONE,
+        "/counter",
+        &[Permission {
+            domid: 0,
+            access: Access::Both,
+        }],
+    )
+    .unwrap();
+    let workers: Vec<_> = (0..THREADS)
+        .map(|index| {
+            let mut domain = xen.create_domain(&format!("worker{index}"));
+            std::thread::spawn(move || {
+                let mut conflicts = 0;
+                for _ in 0..INCREMENTS {
+                    loop {
+                        let tx = domain.transaction_start().unwrap();
+                        let value: u64 = domain.read(tx, "/counter").unwrap().parse().unwrap();
+                        domain
+                            .write(tx, "/counter", &(value + 1).to_string())
+                            .unwrap();
+                        match domain.transaction_end(tx, true) {
+                            Ok(()) => break,
+                            Err(XsError::Eagain) => conflicts += 1,
+                            Err(error) => panic!("{error:?}"),
+                        }
+                    }
+                }
+                conflicts
+            })
+        })
+        .collect();
+    for worker in workers {
+        worker.join().unwrap();
+    }
+    assert_eq!(
+        dom0.read(TxId::NONE, "/counter").unwrap(),
+        (THREADS * INCREMENTS).to_string()
+    );
+}
