@@ -124,7 +124,73 @@ extern "C" fn rust_start(start_info: *const start_info) -> ! {
     log::info!("rumpuser-xen: platform up, {}", super::memory_summary());
     let command_line = super::COMMAND_LINE.get();
     log::info!("rumpuser-xen: command line \"{command_line}\"");
+    if let Some(kind) = crate::cmdline::values(command_line, "crash-selftest").last() {
+        crash_selftest(kind);
+    }
+    if crate::cmdline::values(command_line, "sched-selftest").any(|value| value == "1") {
+        sched_selftest();
+    }
     // SAFETY: `__rumpuser_xen_main` is defined exactly once by `entry!` with
     // this signature; the platform is now fully initialised.
     unsafe { __rumpuser_xen_main(command_line) }
+}
+
+/// `crash-selftest=pagefault|breakpoint|panic` on the command line makes
+/// the domain crash on purpose right after bring-up, so an operator can see
+/// what a crash report looks like and check `on_crash` handling.
+fn crash_selftest(kind: &str) {
+    log::warn!("rumpuser-xen: crash-selftest={kind} requested");
+    match kind {
+        "pagefault" => {
+            // An address in the unmapped gap below the image.
+            let address = VIRT_BASE - 0x1000;
+            // SAFETY: not safe at all, on purpose: the read faults, and the
+            // page-fault handler stops the domain before anything else runs.
+            let value = unsafe { (address as *const u64).read_volatile() };
+            log::error!("rumpuser-xen: read {value:#x} from an unmapped page");
+        }
+        // SAFETY: int3 only raises the breakpoint exception, whose handler
+        // stops the domain.
+        "breakpoint" => unsafe { core::arch::asm!("int3") },
+        "panic" => panic!("crash-selftest=panic"),
+        other => log::warn!("rumpuser-xen: unknown crash-selftest {other:?} ignored"),
+    }
+}
+
+/// `sched-selftest=1`: runs two threads that take turns with the boot
+/// thread and sleep on the timer, and logs what happened.
+fn sched_selftest() {
+    use alloc::rc::Rc;
+    use alloc::vec::Vec;
+    use core::cell::RefCell;
+
+    let trace: Rc<RefCell<Vec<(char, u32)>>> = Rc::default();
+    let started = super::time::monotonic_ns();
+    let threads: Vec<super::sched::ThreadId> = ['a', 'b']
+        .into_iter()
+        .map(|name| {
+            let trace = Rc::clone(&trace);
+            super::sched::spawn("selftest", 32 * 1024, move || {
+                for step in 0..3 {
+                    trace.borrow_mut().push((name, step));
+                    super::sched::sleep_ns(10_000_000);
+                }
+            })
+        })
+        .collect();
+    super::sched::wait_until(None, || {
+        threads
+            .iter()
+            .all(|&thread| super::sched::is_finished(thread))
+    });
+    let elapsed_ms = (super::time::monotonic_ns() - started) / 1_000_000;
+    let trace = trace.borrow();
+    let steps: alloc::string::String = trace
+        .iter()
+        .map(|&(name, step)| alloc::format!("{name}{step} "))
+        .collect();
+    log::info!(
+        "rumpuser-xen: sched-selftest done: {} steps ({steps}) in {elapsed_ms} ms",
+        trace.len()
+    );
 }

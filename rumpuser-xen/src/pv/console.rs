@@ -95,7 +95,9 @@ fn write_bytes(console: &Console, bytes: &[u8]) {
 /// The console ring's event channel (masked: the domain never reads
 /// console input, so xenconsoled's notifications are not wanted).
 pub fn port() -> u32 {
-    CONSOLE.try_borrow().map_or(u32::MAX, |console| console.evtchn)
+    CONSOLE
+        .try_borrow()
+        .map_or(u32::MAX, |console| console.evtchn)
 }
 
 /// Writes text to the console.

@@ -272,7 +272,6 @@ pub fn init(start_info: &start_info) {
     HEAP.ranges
         .borrow_mut()
         .free(heap_start as usize, (heap_end - heap_start) as usize);
-    *HEAP.bounds.borrow_mut() = (heap_start, heap_end);
 }
 
 /// Bytes the heap has free right now.
@@ -283,13 +282,11 @@ pub fn heap_free_bytes() -> usize {
 /// The global allocator: [`FreeRanges`] over the 1:1-mapped free pages.
 pub struct Heap {
     ranges: Global<FreeRanges>,
-    bounds: Global<(u64, u64)>,
 }
 
 #[global_allocator]
 static HEAP: Heap = Heap {
     ranges: Global::new(FreeRanges::new()),
-    bounds: Global::new((0, 0)),
 };
 
 // SAFETY: `FreeRanges` hands out disjoint, aligned ranges of mapped,
@@ -312,10 +309,4 @@ unsafe impl GlobalAlloc for Heap {
             .borrow_mut()
             .free(pointer as usize, layout.size());
     }
-}
-
-/// Whether `address` lies in the heap (for diagnostics).
-pub fn in_heap(address: u64) -> bool {
-    let (start, end) = *HEAP.bounds.borrow();
-    address >= start && address < end
 }

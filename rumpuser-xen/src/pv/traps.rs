@@ -356,7 +356,8 @@ extern "C" fn report_failsafe(_stack: u64) -> ! {
 /// then every word between `rsp` and the top of the stack that points into
 /// the image's text, which catches frames compiled without a frame pointer.
 pub fn backtrace(out: &mut impl Write, rbp: u64, rsp: u64) {
-    let (stack_low, stack_high) = super::boot::stack_bounds();
+    let (stack_low, stack_high) =
+        super::sched::current_stack_bounds().unwrap_or_else(super::boot::stack_bounds);
     let (text_low, text_high) = super::text_bounds();
     let in_stack = |address: u64| address >= stack_low && address + 16 <= stack_high;
     let _ = write!(out, "backtrace (frame pointers):\r\n");
