@@ -36,7 +36,7 @@ use crate::persistent::PersistentGrants;
 use crate::proto::{Abi, Limits, SECTOR_SIZE, VDISK_CDROM, VDISK_READONLY, VDISK_REMOVABLE};
 use crate::{Config, Platform, MAX_INDIRECT_SEGMENTS, MAX_QUEUES, MAX_RING_PAGE_ORDER};
 
-/// The watch token of the backend directory.
+/// The watch token of the backend directory (`backend/vbd`).
 pub const BACKEND_WATCH_TOKEN: &str = "blkback";
 /// Prefix of the watch tokens of frontend directories.
 const FRONTEND_WATCH_TOKEN_PREFIX: &str = "blkback-frontend-";

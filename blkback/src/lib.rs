@@ -50,7 +50,7 @@ pub use device::{
     BlockDevice, DeviceInfo, DiscardInfo, IoCompletion, IoError, IoRequest, IoTag, RamDisk,
     RamDiskError, SubmitError,
 };
-pub use engine::{AddDeviceError, Blkback, PollStatus, VbdStatus};
+pub use engine::{AddDeviceError, Blkback, PollStatus, VbdStatus, BACKEND_WATCH_TOKEN};
 
 use xenbus::platform::{DomId, EventChannels, GrantCopy, GrantMap, Xenstore};
 

@@ -19,11 +19,11 @@
 //! | handle (rw, discard) | 2    | 2      |
 //! | id                 | 8      | 4      |
 //! | sector_number      | 16     | 12     |
-//! | seg[11] (8 bytes each) | 24 | 20     |
+//! | `seg[11]` (8 bytes each) | 24 | 20     |
 //! | discard nr_sectors | 24     | 20     |
 //! | indirect nr_segments (u16) | 2 | 2   |
 //! | indirect handle    | 24     | 20     |
-//! | indirect_grefs[8]  | 28     | 24     |
+//! | `indirect_grefs[8]`  | 28     | 24     |
 //! | request size       | 112    | 108    |
 //! | response: id, operation, status | 0, 8, 10 (16 bytes) | 0, 8, 10 (12 bytes) |
 
