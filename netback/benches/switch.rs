@@ -72,7 +72,7 @@ fn main() {
         while sent < case.count {
             // Keep no more in flight than b's receive buffers can hold, as
             // TCP's window would.
-            let window = (200 * 4096 / case.frame.len()).clamp(8, 400);
+            let window = (200 * 4096 / case.frame.len()).clamp(4, 400);
             while sent < case.count
                 && sent - delivered < window
                 && a.send(sent % 2, &case.frame, case.options).is_ok()

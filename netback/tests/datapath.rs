@@ -204,8 +204,10 @@ fn uplink_frames_reach_guests_and_guest_frames_reach_the_uplink() {
 
 #[test]
 fn two_guests_keep_talking_while_a_third_floods() {
-    let mut config = netback::Config::default();
-    config.tx_budget = 16;
+    let config = netback::Config {
+        tx_budget: 16,
+        ..netback::Config::default()
+    };
     let mut world = World::with_config(config);
     let (mut a, _) = world.guest("a", NetfrontConfig::linux());
     let (mut b, _) = world.guest("b", NetfrontConfig::gnu_mach());
