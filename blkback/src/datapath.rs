@@ -362,7 +362,7 @@ impl<M: SharedMemory> Connection<M> {
         P: Platform + GrantMap<Mapping = M>,
         D: BlockDevice,
     {
-        let operation = raw[0];
+        let operation = crate::proto::response_operation(raw);
         let request = match parse_request(raw, self.abi, &io.disk.limits) {
             Ok(request) => request,
             Err(rejection) => {

@@ -447,6 +447,18 @@ fn direct_segments(slot: &[u8], abi: Abi, count: u8) -> Result<DirectSegments, R
     Ok(segments)
 }
 
+/// The `operation` a response to the request in `slot` carries: the
+/// request's own, except for `BLKIF_OP_INDIRECT`, whose response carries its
+/// `indirect_op` (Linux's blkback does this, and Linux's blkfront since 5.14
+/// treats any other value as a broken backend).
+pub fn response_operation(slot: &[u8]) -> u8 {
+    if slot[0] == BLKIF_OP_INDIRECT {
+        slot[1]
+    } else {
+        slot[0]
+    }
+}
+
 /// Decodes and validates one request slot copied out of the ring.
 ///
 /// `slot` must hold at least `abi.request_size()` bytes (a copy, never the
@@ -454,7 +466,7 @@ fn direct_segments(slot: &[u8], abi: Abi, count: u8) -> Result<DirectSegments, R
 /// segment count, the operation and the page count; their segments are
 /// checked by [`parse_indirect_segments`] once copied out.
 pub fn parse_request(slot: &[u8], abi: Abi, limits: &Limits) -> Result<Request, Rejection> {
-    let operation = slot[0];
+    let operation = response_operation(slot);
     let id = u64_at(slot, abi.id_offset());
     let sector = u64_at(slot, abi.sector_offset());
     let reject = |reason| Rejection {
@@ -462,8 +474,9 @@ pub fn parse_request(slot: &[u8], abi: Abi, limits: &Limits) -> Result<Request, 
         operation,
         reason,
     };
-    match operation {
+    match slot[0] {
         BLKIF_OP_READ | BLKIF_OP_WRITE => {
+            let operation = slot[0];
             let direction = if operation == BLKIF_OP_READ {
                 Direction::Read
             } else {
@@ -485,7 +498,7 @@ pub fn parse_request(slot: &[u8], abi: Abi, limits: &Limits) -> Result<Request, 
                 segments,
             })
         }
-        BLKIF_OP_WRITE_BARRIER | BLKIF_OP_FLUSH_DISKCACHE => {
+        operation @ (BLKIF_OP_WRITE_BARRIER | BLKIF_OP_FLUSH_DISKCACHE) => {
             if !limits.flush {
                 return Err(reject(RejectReason::NotSupported));
             }
@@ -704,10 +717,10 @@ mod tests {
         let abi = Abi::X86_32;
         let mut raw = slot(abi, BLKIF_OP_INDIRECT, BLKIF_OP_WRITE, 3, 0);
         raw[2..4].copy_from_slice(&257u16.to_le_bytes());
-        assert_eq!(
-            parse_request(&raw, abi, &LIMITS).unwrap_err().reason,
-            RejectReason::TooManyIndirectSegments
-        );
+        let rejection = parse_request(&raw, abi, &LIMITS).unwrap_err();
+        assert_eq!(rejection.reason, RejectReason::TooManyIndirectSegments);
+        // The response carries the indirect_op, as Linux's blkfront checks.
+        assert_eq!(rejection.operation, BLKIF_OP_WRITE);
         raw[2..4].copy_from_slice(&256u16.to_le_bytes());
         raw[24..28].copy_from_slice(&41u32.to_le_bytes());
         let Request::Indirect { indirect_grefs, .. } = parse_request(&raw, abi, &LIMITS).unwrap()

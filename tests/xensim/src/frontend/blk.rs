@@ -191,6 +191,15 @@ pub enum BlkfrontError {
     BadLength,
     /// The backend answered a request id that is not outstanding.
     UnknownResponse(u64),
+    /// The response's operation is not the one the request expects.
+    WrongOperation {
+        /// The request id.
+        id: u64,
+        /// The request's operation (`indirect_op` for indirect requests).
+        expected: u8,
+        /// What the backend sent.
+        got: u8,
+    },
 }
 
 impl fmt::Display for BlkfrontError {
@@ -946,7 +955,8 @@ impl Blkfront {
             slot,
             Pending {
                 queue,
-                operation: if indirect { OP_INDIRECT } else { operation },
+                // Responses to indirect requests carry the indirect_op.
+                operation,
                 pages,
                 indirect_pages,
                 read,
@@ -1005,7 +1015,8 @@ impl Blkfront {
     }
 
     /// Registers a request pushed with [`Blkfront::push_raw`] so that its
-    /// response is accepted by [`Blkfront::collect`].
+    /// response is accepted by [`Blkfront::collect`]; `operation` is what
+    /// the response must carry (the `indirect_op` for an indirect request).
     pub fn expect_response(&mut self, queue: usize, id: u64, operation: u8) {
         self.outstanding.insert(
             id,
@@ -1061,6 +1072,16 @@ impl Blkfront {
             let Some(pending) = self.outstanding.remove(&id) else {
                 return Err(BlkfrontError::UnknownResponse(id));
             };
+            // Linux's blkfront (since 5.14) refuses a response whose
+            // operation is not the request's (the indirect_op for an
+            // indirect request) and stops using the device.
+            if operation != pending.operation {
+                return Err(BlkfrontError::WrongOperation {
+                    id,
+                    expected: pending.operation,
+                    got: operation,
+                });
+            }
             let _ = pending.queue;
             let data = (pending.read && status == RSP_OKAY).then(|| {
                 let mut data = Vec::new();
@@ -1077,7 +1098,7 @@ impl Blkfront {
             for page in pending.indirect_pages {
                 self.return_data_page(page);
             }
-            debug_assert!(operation == pending.operation || pending.operation == OP_INDIRECT);
+
             self.completions.push_back(Completion {
                 id,
                 operation,
