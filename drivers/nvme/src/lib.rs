@@ -1,0 +1,3 @@
+//! NVMe driver (work in progress).
+#![no_std]
+#![forbid(unsafe_code)]
