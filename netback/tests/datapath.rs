@@ -378,3 +378,83 @@ fn backend_publishes_the_features_it_implements_and_statistics() {
     );
     assert_eq!(world.vif(&a).mac, Some(mac_of(&a)));
 }
+
+#[test]
+fn four_queues_carry_traffic_both_ways_and_flows_spread_over_them() {
+    let mut world = World::new();
+    let config = NetfrontConfig {
+        queues: 4,
+        ..NetfrontConfig::linux()
+    };
+    let (mut linux, _) = world.guest("linux", config);
+    let (mut hurd, _) = world.guest("hurd", NetfrontConfig::gnu_mach());
+    assert_eq!(linux.queue_count(), 4);
+    assert_eq!(world.vif(&linux).features.unwrap().queues, 4);
+
+    // Every TX queue works.
+    for queue in 0..4 {
+        let frame = raw_frame(mac_of(&hurd), mac_of(&linux), 200 + queue, queue as u8);
+        linux.send(queue, &frame, TxOptions::default()).unwrap();
+        world.settle(&mut [&mut linux, &mut hurd]);
+        assert_eq!(only_frame(hurd.take_received()).data, frame);
+    }
+
+    // Many flows towards the Linux guest land on several RX queues, and
+    // one flow always on the same queue.
+    let mut queues_seen = std::collections::BTreeMap::new();
+    for flow in 0..32u8 {
+        for repeat in 0..2 {
+            let mut frame = ip_frame(mac_of(&linux), mac_of(&hurd), false, false, 100, repeat);
+            frame[34] = flow; // UDP source port
+            let mut patched = netback::Frame::new(frame);
+            netback::frame::fill_checksum(&mut patched).unwrap();
+            hurd.send(0, &patched.data, TxOptions::default()).unwrap();
+            world.settle(&mut [&mut linux, &mut hurd]);
+            let got = only_frame(linux.take_received());
+            assert_eq!(got.data, patched.data);
+            let first = *queues_seen.entry(flow).or_insert(got.queue);
+            assert_eq!(first, got.queue, "flow {flow} moved queues");
+        }
+    }
+    let distinct: std::collections::BTreeSet<_> = queues_seen.values().collect();
+    assert!(distinct.len() >= 3, "{distinct:?}");
+}
+
+#[test]
+fn more_vifs_than_allowed_are_left_alone() {
+    let config = netback::Config {
+        max_vifs: 2,
+        ..netback::Config::default()
+    };
+    let mut world = World::with_config(config);
+    let (_a, _) = world.guest("a", NetfrontConfig::linux());
+    let (_b, _) = world.guest("b", NetfrontConfig::linux());
+    let guest = world.xen.create_domain("c");
+    let mut dom0 = world.xen.dom0();
+    for parent in [
+        format!("/libxl/{}/device/vif", guest.domid()),
+        format!("/local/domain/{}/device/vif", guest.domid()),
+        format!(
+            "/local/domain/{}/backend/vif/{}",
+            world.driver.domid(),
+            guest.domid()
+        ),
+    ] {
+        xenbus::platform::Xenstore::mkdir(&mut dom0, xenbus::platform::TxId::NONE, &parent)
+            .unwrap();
+    }
+    world
+        .xen
+        .toolstack()
+        .attach_vif(&xensim::VifConfig::new(world.driver.domid(), guest.domid()))
+        .unwrap();
+    world.pump();
+    assert_eq!(world.netback.vifs().len(), 2);
+    let mut c = xensim::frontend::net::Netfront::new(
+        guest,
+        world.driver.domid(),
+        0,
+        NetfrontConfig::linux(),
+    );
+    assert_eq!(c.backend_state(), Some(XenbusState::Initialising));
+}

@@ -363,3 +363,49 @@ fn missing_rx_copy_is_refused() {
 fn garbage_feature_flag_is_refused() {
     garbage_key("feature-sg", "yes", "feature-sg");
 }
+
+#[test]
+fn bad_gref_in_a_receive_buffer_fails_that_frame_only() {
+    let mut world = World::new();
+    let mut config = NetfrontConfig::gnu_mach();
+    // No buffers of its own: the only receive request is the bad one.
+    config.rx_buffers = 0;
+    let (mut attacker, _) = world.guest("attacker", config);
+    let (mut sender, _) = world.guest("sender", NetfrontConfig::linux());
+    attacker.push_raw_rx(0, 5000).unwrap();
+    let frame = raw_frame(mac_of(&attacker), mac_of(&sender), 500, 1);
+    sender.send(0, &frame, TxOptions::default()).unwrap();
+    world.settle(&mut [&mut attacker, &mut sender]);
+    assert!(attacker.take_received().is_empty());
+    assert_eq!(attacker.counters().rx_errors, 1);
+    let vif = world.vif(&attacker);
+    assert_eq!(vif.counters.rx_grant_errors, 1);
+    assert!(vif.connected);
+    // A good buffer afterwards gets the next frame.
+    let gref = attacker.grant_writable_page().unwrap();
+    attacker.push_raw_rx(0, gref).unwrap();
+    sender.send(0, &frame, TxOptions::default()).unwrap();
+    world.settle(&mut [&mut attacker, &mut sender]);
+    assert_eq!(attacker.take_received()[0].data, frame);
+}
+
+#[test]
+fn crashed_frontend_domain_is_cleaned_up_without_harm() {
+    let mut scene = scene();
+    let frame = raw_frame(BROADCAST, mac_of(&scene.attacker), 300, 1);
+    scene
+        .attacker
+        .send(0, &frame, TxOptions::default())
+        .unwrap();
+    // The guest dies with requests on its ring and buffers posted.
+    let domid = scene.attacker.domain().domid();
+    scene.world.xen.toolstack().destroy_domain(domid).unwrap();
+    scene.world.pump();
+    assert!(scene
+        .world
+        .netback
+        .vifs()
+        .iter()
+        .all(|vif| vif.address.frontend_id != domid));
+    scene.bystanders_unaffected();
+}

@@ -217,6 +217,8 @@ struct FrontQueue {
     next_rx_id: u16,
     /// Data slots of an RX packet being assembled.
     partial: Option<ReceivedFrame>,
+    /// A slot of the packet being assembled carried an error status.
+    partial_failed: bool,
     expect_extra: bool,
 }
 
@@ -247,6 +249,8 @@ pub struct Netfront {
     split: bool,
     received: VecDeque<ReceivedFrame>,
     counters: NetfrontCounters,
+    /// Pages behind grefs made by `grant_writable_page`.
+    raw_pages: BTreeMap<GrantRef, (Gfn, Page)>,
     /// Statuses of TX data slots by id, most recent last (for tests).
     pub tx_statuses: Vec<(u16, i16)>,
 }
@@ -282,6 +286,7 @@ impl Netfront {
             split: false,
             received: VecDeque::new(),
             counters: NetfrontCounters::default(),
+            raw_pages: BTreeMap::new(),
             tx_statuses: Vec::new(),
         }
     }
@@ -478,6 +483,7 @@ impl Netfront {
             rx_order: VecDeque::new(),
             next_rx_id: 0,
             partial: None,
+            partial_failed: false,
             expect_extra: false,
         })
     }
@@ -642,6 +648,46 @@ impl Netfront {
             .map_err(|e| NetfrontError::Hypervisor(format!("{e:?}")))
     }
 
+    /// Posts one receive request with any gref (for hostile tests); the
+    /// frontend tracks it like its own buffers but owns no page for it.
+    pub fn push_raw_rx(&mut self, queue: usize, gref: GrantRef) -> Result<(), NetfrontError> {
+        // A page this frontend granted is read back when answered; any
+        // other gref gets a scratch page that nothing is ever copied into.
+        let (gfn, page) = match self.raw_pages.remove(&gref) {
+            Some(page) => page,
+            None => self.domain.alloc_page(),
+        };
+        let queue_state = self
+            .queues
+            .get_mut(queue)
+            .ok_or(NetfrontError::NotConnected)?;
+        let id = queue_state.next_rx_id;
+        queue_state.next_rx_id = queue_state.next_rx_id.wrapping_add(1);
+        let mut slot = [0u8; RX_SLOT];
+        slot[0..2].copy_from_slice(&id.to_le_bytes());
+        slot[4..8].copy_from_slice(&gref.to_le_bytes());
+        queue_state.rx.push_request(&slot)?;
+        queue_state
+            .rx_posted
+            .insert(id, RxSlotState { gref, gfn, page });
+        queue_state.rx_order.push_back(id);
+        queue_state.rx.push_requests();
+        Ok(())
+    }
+
+    /// Grants a fresh zeroed page writable to the backend and returns the
+    /// gref, for hand-made receive requests. The page is read back when a
+    /// response names the request.
+    pub fn grant_writable_page(&mut self) -> Result<GrantRef, NetfrontError> {
+        let (gfn, page) = self.domain.alloc_page();
+        let gref = self
+            .domain
+            .grant_access(self.backend_id, gfn, false)
+            .map_err(|e| NetfrontError::Hypervisor(format!("{e:?}")))?;
+        self.raw_pages.insert(gref, (gfn, page));
+        Ok(gref)
+    }
+
     /// Writes `req_prod` of queue `queue`'s RX ring directly, as a hostile
     /// frontend may.
     pub fn set_rx_req_prod(&mut self, queue: usize, value: u32) -> Result<(), NetfrontError> {
@@ -749,8 +795,9 @@ impl Netfront {
                 slots: 0,
             });
             partial.slots += 1;
-            let mut failed = status < 0;
-            if !failed {
+            if status < 0 {
+                queue.partial_failed = true;
+            } else {
                 let length = status as usize;
                 if usize::from(offset) + length > PAGE_SIZE {
                     return Err(NetfrontError::Protocol("RX data crosses a page".into()));
@@ -758,9 +805,6 @@ impl Netfront {
                 let mut bytes = vec![0u8; length];
                 buffer.page.read(usize::from(offset), &mut bytes);
                 partial.data.extend_from_slice(&bytes);
-            } else {
-                partial.slots = usize::MAX / 2;
-                failed = true;
             }
             let _ = domain.end_access(buffer.gref);
             domain.free_page(buffer.gfn);
@@ -769,7 +813,10 @@ impl Netfront {
             }
             if flags & NETRXF_MORE_DATA == 0 {
                 let frame = queue.partial.take().expect("partial frame");
-                if failed || frame.slots > 64 {
+                let failed = std::mem::take(&mut queue.partial_failed);
+                // Linux netfront drops packets of more than
+                // XEN_NETIF_NR_SLOTS_MIN slots.
+                if failed || frame.slots > 18 {
                     self.counters.rx_errors += 1;
                 } else {
                     self.received.push_back(frame);
