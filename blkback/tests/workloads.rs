@@ -426,3 +426,55 @@ fn a_frontend_that_ignores_detach_is_cut_off_when_the_toolstack_removes_the_node
         "the stubborn frontend's pages stayed mapped"
     );
 }
+
+#[test]
+fn a_flush_on_one_queue_waits_for_writes_on_the_others() {
+    for seed in 11..=14 {
+        let device = Reorder::new(SECTORS, seed);
+        let log = device.log.clone();
+        let mut rig = Rig::new(Config::new(0), vec![("slow".to_string(), device)]);
+        let guest = rig.guest("linux");
+        let (_nodes, mut front) = rig.attach(&guest, "slow", true, BlkfrontConfig::linux());
+        rig.connect(&mut front);
+        assert_eq!(front.queue_count(), 4);
+        let mut writes = Vec::new();
+        for index in 0..12u64 {
+            let op = BlkOp::Write {
+                sector: index * 8,
+                data: vec![index as u8; 4096],
+            };
+            writes.push(front.submit((index % 3) as usize, op).unwrap());
+        }
+        let flush = front.submit(3, BlkOp::Flush).unwrap();
+        let mut order = Vec::new();
+        for _ in 0..200 {
+            rig.pump();
+            order.extend(front.collect().unwrap().into_iter().map(|c| {
+                assert_eq!(c.status, RSP_OKAY);
+                c.id
+            }));
+            if order.len() == 13 {
+                break;
+            }
+        }
+        assert_eq!(order.len(), 13, "seed {seed}");
+        let flush_at = order.iter().position(|&id| id == flush).unwrap();
+        assert_eq!(
+            flush_at, 12,
+            "seed {seed}: the flush was answered before a write"
+        );
+        let seen = log.borrow();
+        let flush_submitted = seen
+            .iter()
+            .position(|event| *event == Seen::SubmitFlush)
+            .unwrap();
+        let completed_before = seen[..flush_submitted]
+            .iter()
+            .filter(|event| matches!(event, Seen::CompleteWrite(_)))
+            .count();
+        assert_eq!(
+            completed_before, 12,
+            "seed {seed}: the device flushed too early"
+        );
+    }
+}
