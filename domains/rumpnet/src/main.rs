@@ -1,42 +1,207 @@
-//! The rumpnet driver domain image (built for `x86_64-unknown-none`).
+//! The rumpnet driver domain: networks other domains' netfronts through a
+//! switch inside this domain, with no bridge or hotplug script in dom0.
 //!
-//! For now it boots the platform, logs, and waits for the toolstack to shut
-//! it down; the netback wiring comes on top of this.
+//! Layer: a thin binary at the top. It picks the platform
+//! (`rumpuser_xen::pv`, real Xen), the engine (`netback::Netback`, the
+//! backend half of `xen/io/netif.h`, with its learning switch) and no
+//! uplink (the switch joins the vifs only), and runs the event loop that
+//! feeds the engine: watch events, event channel ports, time. The engine
+//! watches this domain's `backend/vif` directory itself, so no `xl devd`
+//! is needed. Every second or so it writes per-vif counters to xenstore.
+//! See `docs/rumpnet.md`.
 #![cfg_attr(target_os = "none", no_std, no_main)]
 #![deny(unsafe_code)]
 
+extern crate alloc;
+
+#[cfg_attr(not(target_os = "none"), allow(dead_code))]
+mod hold;
+mod options;
+#[cfg_attr(not(target_os = "none"), allow(dead_code))]
+mod report;
+
 #[cfg(target_os = "none")]
 mod domain {
+    use alloc::collections::BTreeSet;
     use alloc::vec::Vec;
+    use core::time::Duration;
 
-    use rumpuser_xen::pv::{self, Wakeup};
+    use netback::{Config, DeviceAddress, Netback, NoUplink};
+    use rumpuser_xen::pv::{self, Platform, ShutdownRequest, Wakeup};
+    use xenbus::platform::EventChannels;
 
-    extern crate alloc;
+    use crate::hold::{self, AttachHold};
+    use crate::options;
+    use crate::report::VifLog;
 
     rumpuser_xen::entry!(main);
 
+    /// How often rings are looked at without an event while some frontend
+    /// does not notify when it posts receive buffers (no
+    /// `feature-rx-notify`, as GNU Mach's netfront).
+    const RX_POLL_INTERVAL_NS: u64 = 10_000_000;
+
+    /// Polls in a row while the engine reports more work, before events
+    /// and watches get a look in.
+    const POLLS_PER_ROUND: usize = 16;
+
     fn main(command_line: &str) -> ! {
+        let (options, refused) = options::parse(command_line);
+        for (word, reason) in &refused {
+            log::error!("rumpnet: ignoring {word}: {reason}");
+        }
+        let config = Config {
+            max_queues: options.max_queues,
+            // No NIC yet: the switch joins the vifs only.
+            uplink: false,
+            ..Config::default()
+        };
+        let mut platform = Platform::default();
+        let mut netback: Netback<Platform> = Netback::new(config);
+        let mut uplink = NoUplink;
+        if let Err(error) = netback.start(&mut platform) {
+            log::error!("rumpnet: cannot watch backend/vif: {error:?}; stopping");
+            pv::shutdown::poweroff();
+        }
         log::info!(
-            "rumpnet: up (command line \"{command_line}\"); no network backend is served yet"
+            "rumpnet: serving, watching backend/vif; up to {} queue(s) per vif, statistics every {} ms; {}",
+            options.max_queues,
+            options.statistics_interval_ns / 1_000_000,
+            pv::memory_summary()
         );
+
+        let mut hold = AttachHold::new(options.attach_hold_ns);
+        let mut vif_log = VifLog::default();
+        let mut rx_polling = false;
+        let mut next_statistics = pv::time::monotonic_ns() + options.statistics_interval_ns;
+        let mut fired: Vec<u32> = Vec::new();
         let mut wakeups = Vec::new();
         loop {
+            // Move frames while there are any, within a bound so that a
+            // busy ring cannot keep watches and shutdown waiting.
+            let now = pv::time::monotonic_ns();
+            let mut busy = false;
+            for _ in 0..POLLS_PER_ROUND {
+                busy = netback
+                    .poll(&mut platform, &mut uplink, Duration::from_nanos(now))
+                    .more_work;
+                if !busy {
+                    break;
+                }
+            }
+            // The platform masks a port when it delivers it; unmask only
+            // now that the rings have been looked at. An event that came in
+            // meanwhile is still pending and wakes the next wait.
+            for port in fired.drain(..) {
+                platform.unmask(port);
+            }
+
+            let mut deadline = next_statistics;
+            if let Some(held) = hold.deadline_ns() {
+                deadline = deadline.min(held);
+            }
+            if rx_polling {
+                deadline = deadline.min(now + RX_POLL_INTERVAL_NS);
+            }
+            if busy {
+                deadline = now;
+            }
             wakeups.clear();
-            pv::wait(None, &mut wakeups);
+            pv::wait(Some(deadline), &mut wakeups);
+
+            let mut watched = false;
             for wakeup in wakeups.drain(..) {
-                if let Wakeup::Shutdown(request) = wakeup {
-                    log::info!("rumpnet: shutdown requested ({request:?})");
-                    match request {
-                        pv::ShutdownRequest::Poweroff => pv::shutdown::poweroff(),
-                        pv::ShutdownRequest::Reboot => pv::shutdown::reboot(),
+                match wakeup {
+                    Wakeup::Port(port) => {
+                        if netback.on_event(port) {
+                            fired.push(port);
+                        } else {
+                            // A port of a vif torn down meanwhile: leave it
+                            // masked; it is closed or about to be.
+                            log::debug!("rumpnet: event on port {port}, which is not a vif's");
+                        }
+                    }
+                    Wakeup::Watch(event) => {
+                        watched = true;
+                        let now = pv::time::monotonic_ns();
+                        let known = known_vifs(&netback);
+                        let discovery =
+                            hold::vif_of(&event.path).is_some_and(|vif| !known.contains(&key(vif)));
+                        if discovery || !hold.must_defer(now) {
+                            netback.on_watch(&mut platform, &event.path, &event.token);
+                            if known_vifs(&netback).difference(&known).next().is_some() {
+                                hold.found(now);
+                            }
+                        } else {
+                            hold.defer(&event.path, &event.token);
+                        }
+                    }
+                    Wakeup::Timer => {}
+                    Wakeup::Shutdown(request) => {
+                        log::info!(
+                            "rumpnet: shutdown requested ({request:?}) with {} vif(s)",
+                            netback.vifs().len()
+                        );
+                        netback.shutdown(&mut platform);
+                        match request {
+                            ShutdownRequest::Poweroff => pv::shutdown::poweroff(),
+                            ShutdownRequest::Reboot => pv::shutdown::reboot(),
+                        }
                     }
                 }
             }
+
+            let now = pv::time::monotonic_ns();
+            while let Some((path, token)) = hold.due(now) {
+                watched = true;
+                netback.on_watch(&mut platform, &path, &token);
+            }
+            let statistics_due = now >= next_statistics;
+            if statistics_due {
+                netback.publish_statistics(&mut platform);
+                next_statistics = now + options.statistics_interval_ns;
+            }
+            if watched || statistics_due {
+                let vifs = netback.vifs();
+                for line in vif_log.update(&vifs) {
+                    log::info!("rumpnet: {line}");
+                }
+                rx_polling = vifs
+                    .iter()
+                    .any(|vif| vif.features.is_some_and(|features| !features.rx_notify));
+            }
         }
+    }
+
+    fn key(address: DeviceAddress) -> (u16, u32) {
+        (address.frontend_id, address.devid)
+    }
+
+    fn known_vifs(netback: &Netback<Platform>) -> BTreeSet<(u16, u32)> {
+        netback.vifs().iter().map(|vif| key(vif.address)).collect()
     }
 }
 
+/// On the host the binary checks a command line: it prints the settings
+/// the domain would use for the `extra=` words given as arguments, and
+/// fails if any word would be refused. The image itself runs as a Xen PV
+/// domain; build it with `cargo xtask build`.
 #[cfg(not(target_os = "none"))]
-fn main() {
-    eprintln!("this image runs as a Xen PV domain; build it with `cargo xtask build`");
+fn main() -> std::process::ExitCode {
+    let words: Vec<String> = std::env::args().skip(1).collect();
+    let (options, refused) = options::parse(&words.join(" "));
+    println!(
+        "statistics every {} ms, attach hold {} ms, up to {} queue(s) per vif",
+        options.statistics_interval_ns / 1_000_000,
+        options.attach_hold_ns / 1_000_000,
+        options.max_queues
+    );
+    for (word, reason) in &refused {
+        eprintln!("{word} refused: {reason}");
+    }
+    if refused.is_empty() {
+        std::process::ExitCode::SUCCESS
+    } else {
+        std::process::ExitCode::FAILURE
+    }
 }

@@ -1,0 +1,149 @@
+//! The domain's settings from its command line (`extra=` in the xl
+//! config). The words come from whoever wrote the config, so each is
+//! checked; a bad one is reported and the default kept.
+
+use alloc::string::String;
+use alloc::vec::Vec;
+use core::fmt;
+
+use crate::hold::DEFAULT_HOLD_NS;
+
+/// Settings of the rumpnet domain.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Options {
+    /// How often per-vif statistics are written to xenstore (ns).
+    pub statistics_interval_ns: u64,
+    /// How long a newly found vif is kept in InitWait (ns).
+    pub attach_hold_ns: u64,
+    /// Queues offered to each frontend.
+    pub max_queues: u32,
+}
+
+impl Default for Options {
+    fn default() -> Self {
+        Self {
+            statistics_interval_ns: 1_000_000_000,
+            attach_hold_ns: DEFAULT_HOLD_NS,
+            max_queues: 4,
+        }
+    }
+}
+
+/// Why a word of the command line was refused.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum OptionError {
+    /// not a whole number
+    NotANumber,
+    /// out of range
+    OutOfRange,
+}
+
+impl fmt::Display for OptionError {
+    fn fmt(&self, formatter: &mut fmt::Formatter<'_>) -> fmt::Result {
+        formatter.write_str(match self {
+            Self::NotANumber => "not a whole number",
+            Self::OutOfRange => "out of range",
+        })
+    }
+}
+
+/// A refused word and the reason.
+pub type Refusal = (String, OptionError);
+
+fn number(value: &str, range: core::ops::RangeInclusive<u64>) -> Result<u64, OptionError> {
+    if value.is_empty() || value.len() > 12 || !value.bytes().all(|byte| byte.is_ascii_digit()) {
+        return Err(OptionError::NotANumber);
+    }
+    let number: u64 = value.parse().map_err(|_| OptionError::NotANumber)?;
+    if range.contains(&number) {
+        Ok(number)
+    } else {
+        Err(OptionError::OutOfRange)
+    }
+}
+
+/// Reads the settings from `command_line`; words it does not know are
+/// left to others (`loglevel=` belongs to the platform) and ignored here.
+/// The last valid occurrence of a word wins.
+pub fn parse(command_line: &str) -> (Options, Vec<Refusal>) {
+    let mut options = Options::default();
+    let mut refused = Vec::new();
+    for word in command_line.split_ascii_whitespace() {
+        let Some((key, value)) = word.split_once('=') else {
+            continue;
+        };
+        let result = match key {
+            // Between a tenth of a second and a minute: more often costs
+            // xenstore traffic, less often is useless to an operator.
+            "statistics-ms" => number(value, 100..=60_000)
+                .map(|ms| options.statistics_interval_ns = ms * 1_000_000),
+            "attach-hold-ms" => {
+                number(value, 0..=8_000).map(|ms| options.attach_hold_ns = ms * 1_000_000)
+            }
+            // xen/io/netif.h allows any count; Linux netback offers up to
+            // 8 by default. More queues than this only cost memory here.
+            "max-queues" => number(value, 1..=8).map(|queues| options.max_queues = queues as u32),
+            _ => continue,
+        };
+        if let Err(error) = result {
+            refused.push((String::from(word), error));
+        }
+    }
+    (options, refused)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn defaults_without_words() {
+        assert_eq!(
+            parse("loglevel=debug something"),
+            (Options::default(), Vec::new())
+        );
+    }
+
+    #[test]
+    fn reads_every_setting() {
+        let (options, refused) = parse("statistics-ms=2000 attach-hold-ms=0 max-queues=1");
+        assert!(refused.is_empty());
+        assert_eq!(
+            options,
+            Options {
+                statistics_interval_ns: 2_000_000_000,
+                attach_hold_ns: 0,
+                max_queues: 1,
+            }
+        );
+    }
+
+    #[test]
+    fn refuses_bad_values_and_keeps_the_default() {
+        let (options, refused) = parse(
+            "statistics-ms=10 statistics-ms=abc attach-hold-ms=-1 max-queues=0 max-queues=9 \
+             attach-hold-ms=99999999999999",
+        );
+        assert_eq!(options, Options::default());
+        let reasons: Vec<OptionError> = refused.iter().map(|(_, reason)| *reason).collect();
+        assert_eq!(
+            reasons,
+            [
+                OptionError::OutOfRange,
+                OptionError::NotANumber,
+                OptionError::NotANumber,
+                OptionError::OutOfRange,
+                OptionError::OutOfRange,
+                OptionError::NotANumber,
+            ]
+        );
+        assert_eq!(refused[0].0, "statistics-ms=10");
+    }
+
+    #[test]
+    fn the_last_valid_word_wins() {
+        let (options, refused) = parse("max-queues=2 max-queues=x max-queues=3");
+        assert_eq!(options.max_queues, 3);
+        assert_eq!(refused.len(), 1);
+    }
+}
