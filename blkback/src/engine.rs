@@ -155,6 +155,8 @@ struct Vbd<M> {
     device_in_flight: usize,
     close_when_drained: bool,
     remove_when_drained: bool,
+    /// A xenstore write failed: update again at the next poll.
+    refresh: bool,
 }
 
 /// The blkif backend engine, generic over the platform `P` and the device
@@ -343,8 +345,9 @@ impl<P: Platform, D: BlockDevice> Blkback<P, D> {
     /// Does a bounded amount of work: drains device completions, takes at
     /// most [`Config::requests_per_poll`] requests off each connected ring
     /// (so one busy frontend cannot starve the others), drains completions
-    /// again, publishes responses and sends notifications, and finishes
-    /// closing vbds whose requests have all completed.
+    /// again, publishes responses and sends notifications, finishes
+    /// closing vbds whose requests have all completed, and retries the
+    /// xenstore updates of vbds whose last write failed.
     pub fn poll(&mut self, platform: &mut P) -> PollStatus {
         let mut status = PollStatus::default();
         status.more_work |= self.drain_completions(platform);
@@ -359,6 +362,12 @@ impl<P: Platform, D: BlockDevice> Blkback<P, D> {
         }
         for index in 0..self.vbds.len() {
             self.finish_closing(index, platform);
+            let refresh = self.vbds[index]
+                .as_mut()
+                .is_some_and(|vbd| core::mem::take(&mut vbd.refresh));
+            if refresh {
+                self.update(index, platform);
+            }
         }
         status
     }
@@ -532,6 +541,7 @@ impl<P: Platform, D: BlockDevice> Blkback<P, D> {
             device_in_flight: 0,
             close_when_drained: false,
             remove_when_drained: false,
+            refresh: false,
         });
         self.update(index, platform);
     }
@@ -749,9 +759,10 @@ impl<P: Platform, D: BlockDevice> Blkback<P, D> {
         for (key, value) in &nodes {
             if let Err(error) = platform.write(TxId::NONE, &format!("{base}/{key}"), value) {
                 warn!(
-                    "vbd {}/{}: writing {key} failed: {error:?}",
+                    "vbd {}/{}: writing {key} failed: {error:?}; will retry",
                     vbd.frontend_id, vbd.devid
                 );
+                vbd.refresh = true;
                 return false;
             }
         }
@@ -808,9 +819,14 @@ impl<P: Platform, D: BlockDevice> Blkback<P, D> {
         let Some(vbd) = self.vbds[index].as_ref() else {
             return;
         };
-        let (Some(frontend), true) = (vbd.frontend_path.clone(), vbd.connection.is_none()) else {
+        let Some(frontend) = vbd.frontend_path.clone() else {
             return;
         };
+        if vbd.connection.is_some() {
+            // Connected before, but publishing the state failed.
+            self.switch_state(index, platform, XenbusState::Connected);
+            return;
+        }
         let (frontend_id, devid) = (vbd.frontend_id, vbd.devid);
         match self.connect_rings(frontend_id, &frontend, platform) {
             Ok(connection) => {
@@ -957,10 +973,15 @@ impl<P: Platform, D: BlockDevice> Blkback<P, D> {
         if vbd.state == state {
             return;
         }
-        vbd.state = state;
         let path = format!("{}/state", vbd.backend_path);
-        if let Err(error) = platform.write(TxId::NONE, &path, state.as_str()) {
-            warn!("writing {path} failed: {error:?}");
+        match platform.write(TxId::NONE, &path, state.as_str()) {
+            Ok(()) => vbd.state = state,
+            Err(error) => {
+                // Keep the old state, so that the next update does the
+                // transition again.
+                warn!("writing {path} failed: {error:?}; will retry");
+                vbd.refresh = true;
+            }
         }
     }
 

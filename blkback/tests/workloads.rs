@@ -478,3 +478,41 @@ fn a_flush_on_one_queue_waits_for_writes_on_the_others() {
         );
     }
 }
+
+#[test]
+fn a_failed_xenstore_write_is_retried_at_the_next_poll() {
+    use xenbus::platform::{TxId, Xenstore, XsError};
+    let mut rig = Rig::with_ram_disks(1, SECTORS);
+    // Use up the driver domain's node quota, then free a few nodes: not
+    // enough for everything the probe publishes.
+    let mut driver = rig.driver.clone();
+    let junk = format!("{}/data/junk", driver.home());
+    let mut written = 0;
+    loop {
+        // At most 100 children per directory, so that no directory hits the
+        // node size quota before the domain hits its node count quota.
+        let path = format!("{junk}/{}/{}", written / 100, written % 100);
+        match driver.write(TxId::NONE, &path, "x") {
+            Ok(()) => written += 1,
+            // xenstored reports an exhausted node quota as ENOSPC.
+            Err(XsError::Equota | XsError::Enospc) => break,
+            Err(error) => panic!("unexpected {error:?}"),
+        }
+        assert!(written < 5000, "no quota");
+    }
+    for index in 0..3 {
+        driver.rm(TxId::NONE, &format!("{junk}/0/{index}")).unwrap();
+    }
+    let guest = rig.guest("linux");
+    let (nodes, mut front) = rig.attach(&guest, "ram0", true, BlkfrontConfig::linux());
+    rig.settle(&mut [&mut front]);
+    assert_eq!(rig.backend_state(&nodes), Some(XenbusState::Initialising));
+    assert!(common::logged(&["will retry"]));
+    // Room again: the next poll publishes everything, no event needed.
+    driver.rm(TxId::NONE, &junk).unwrap();
+    rig.driver.poll_activity();
+    rig.poll_once();
+    assert_eq!(rig.backend_state(&nodes), Some(XenbusState::InitWait));
+    rig.connect(&mut front);
+    rig.write(&mut front, 0, &[9; 512]);
+}
