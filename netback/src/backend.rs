@@ -67,6 +67,10 @@ pub struct Config {
     pub switch: SwitchConfig,
     /// Whether the switch has an uplink port (port 0).
     pub uplink: bool,
+    /// Drop guest frames whose source MAC is not the vif's `mac` from the
+    /// toolstack, so that no guest can make the switch send it another
+    /// guest's frames. Turn off for guests that bridge other hosts' frames.
+    pub enforce_source_mac: bool,
 }
 
 impl Default for Config {
@@ -81,6 +85,7 @@ impl Default for Config {
             backlog: BacklogLimits::default(),
             switch: SwitchConfig::default(),
             uplink: true,
+            enforce_source_mac: true,
         }
     }
 }
@@ -126,6 +131,8 @@ pub struct VifCounters {
     pub tx_invalid: u64,
     /// TX packets whose data could not be copied from the guest.
     pub tx_grant_errors: u64,
+    /// TX frames dropped for a source MAC other than the vif's.
+    pub tx_spoofed: u64,
     /// RX frames whose data could not be copied to the guest.
     pub rx_grant_errors: u64,
     /// Frames not deliverable to this frontend (too large without
@@ -380,7 +387,9 @@ impl<P: Platform> Netback<P> {
                         break;
                     }
                 }
-                let ingress = self.vifs[&VifKey::of(*address)].port;
+                let Some(ingress) = self.vifs.get(&VifKey::of(*address)).map(|vif| vif.port) else {
+                    break;
+                };
                 for frame in frames {
                     self.switch_frame(ingress, frame, uplink, now);
                 }
@@ -609,6 +618,11 @@ impl<P: Platform> Netback<P> {
                         }
                         vif.datapath = Some(datapath);
                         vif.counters.connects += 1;
+                        if self.config.enforce_source_mac {
+                            if let Some(mac) = vif.mac {
+                                self.switch.pin(mac, vif.port);
+                            }
+                        }
                         vif.device.connected(platform)
                     }
                     Err(reason) => {
@@ -690,6 +704,7 @@ impl<P: Platform> Netback<P> {
             }
         }
         self.switch.forget_port_addresses(port);
+        self.switch.unpin_port(port);
     }
 
     /// Takes up to `tx_budget` packets off one TX ring. Returns the number
@@ -707,6 +722,8 @@ impl<P: Platform> Netback<P> {
             return Ok((0, false));
         };
         let port = vif.port;
+        // Without a valid `mac` there is nothing to enforce against.
+        let enforce_source = self.config.enforce_source_mac && vif.mac.is_some();
         let Some(queue) = vif
             .datapath
             .as_mut()
@@ -773,6 +790,16 @@ impl<P: Platform> Netback<P> {
                     answer_tx(&mut queue.tx, &answers, NETIF_RSP_ERROR)?;
                 }
                 TxParse::Packet(packet) => match copy_packet(platform, frontend_id, &packet) {
+                    Ok(frame) if enforce_source && frame.source() != vif.mac => {
+                        log::debug!(
+                            "vif {}/{}: dropping frame with a foreign source MAC",
+                            address.frontend_id,
+                            address.devid
+                        );
+                        vif.counters.tx_spoofed += 1;
+                        self.switch.count_error(port);
+                        answer_tx(&mut queue.tx, &packet.answers, NETIF_RSP_ERROR)?;
+                    }
                     Ok(frame) => {
                         answer_tx(&mut queue.tx, &packet.answers, NETIF_RSP_OKAY)?;
                         frames.push(frame);

@@ -80,6 +80,8 @@ struct Entry {
 pub struct Switch {
     config: SwitchConfig,
     table: BTreeMap<MacAddress, Entry>,
+    /// Addresses pinned to a port: never aged, never moved by learning.
+    pinned: BTreeMap<MacAddress, PortId>,
     ports: BTreeMap<PortId, PortCounters>,
 }
 
@@ -89,8 +91,22 @@ impl Switch {
         Self {
             config,
             table: BTreeMap::new(),
+            pinned: BTreeMap::new(),
             ports: BTreeMap::new(),
         }
+    }
+
+    /// Pins `mac` to `port` (a vif's address from the toolstack): frames
+    /// for it go there without flooding, and no other port can take it over
+    /// by sending from it.
+    pub fn pin(&mut self, mac: MacAddress, port: PortId) {
+        self.table.remove(&mac);
+        self.pinned.insert(mac, port);
+    }
+
+    /// Removes every pin of `port`.
+    pub fn unpin_port(&mut self, port: PortId) {
+        self.pinned.retain(|_, pinned| *pinned != port);
     }
 
     /// Adds a port (with zeroed counters); adding an existing port keeps
@@ -102,6 +118,7 @@ impl Switch {
     /// Removes a port and forgets every address learnt on it.
     pub fn remove_port(&mut self, port: PortId) {
         self.ports.remove(&port);
+        self.unpin_port(port);
         self.table.retain(|_, entry| entry.port != port);
     }
 
@@ -133,6 +150,9 @@ impl Switch {
 
     /// The port `mac` was learnt on, if it is learnt and not aged out.
     pub fn lookup(&self, mac: &MacAddress, now: Duration) -> Option<PortId> {
+        if let Some(port) = self.pinned.get(mac) {
+            return Some(*port);
+        }
         self.table
             .get(mac)
             .filter(|entry| !self.is_stale(entry, now))
@@ -154,7 +174,7 @@ impl Switch {
     fn learn(&mut self, source: MacAddress, port: PortId, now: Duration) {
         // Group addresses are never sources; learning them would hijack
         // broadcast.
-        if source[0] & 1 != 0 {
+        if source[0] & 1 != 0 || self.pinned.contains_key(&source) {
             return;
         }
         if let Some(entry) = self.table.get_mut(&source) {
@@ -360,6 +380,22 @@ mod tests {
         }
         assert_eq!(switch.lookup(&mac(10), Duration::from_secs(9)), Some(A));
         assert_eq!(switch.lookup(&mac(1), Duration::from_secs(9)), None);
+    }
+
+    #[test]
+    fn pinned_addresses_neither_flood_nor_move() {
+        let mut switch = switch();
+        switch.pin(mac(2), B);
+        let t = Duration::ZERO;
+        assert_eq!(
+            switch.forward(A, &frame(mac(2), mac(1)), t),
+            Forward::Unicast(B)
+        );
+        // C sending from B's address does not move it.
+        switch.forward(C, &frame(mac(9), mac(2)), t);
+        assert_eq!(switch.lookup(&mac(2), Duration::from_secs(1000)), Some(B));
+        switch.unpin_port(B);
+        assert_eq!(switch.lookup(&mac(2), t), None);
     }
 
     #[test]

@@ -135,7 +135,12 @@ fn gnu_mach_gets_segments_with_complete_checksums() {
 
 #[test]
 fn broadcast_floods_and_learning_narrows_to_one_port() {
-    let mut world = World::new();
+    // Without pinning the vifs' own addresses, so the switch has to learn.
+    let config = netback::Config {
+        enforce_source_mac: false,
+        ..netback::Config::default()
+    };
+    let mut world = World::with_config(config);
     let (mut a, _) = world.guest("a", NetfrontConfig::linux());
     let (mut b, _) = world.guest("b", NetfrontConfig::linux());
     let (mut c, _) = world.guest("c", NetfrontConfig::gnu_mach());
@@ -170,6 +175,21 @@ fn broadcast_floods_and_learning_narrows_to_one_port() {
     let counters = world.vif(&a).port_counters;
     assert_eq!(counters.received_packets, 3);
     assert_eq!(counters.sent_packets, 1);
+}
+
+#[test]
+fn pinned_guest_addresses_are_never_flooded() {
+    let mut world = World::new();
+    let (mut a, _) = world.guest("a", NetfrontConfig::linux());
+    let (mut b, _) = world.guest("b", NetfrontConfig::linux());
+    let (mut c, _) = world.guest("c", NetfrontConfig::gnu_mach());
+    // b has never sent anything, yet a's frame goes to b alone.
+    let to_b = raw_frame(mac_of(&b), mac_of(&a), 100, 2);
+    a.send(0, &to_b, TxOptions::default()).unwrap();
+    world.settle(&mut [&mut a, &mut b, &mut c]);
+    assert_eq!(only_frame(b.take_received()).data, to_b);
+    assert!(c.take_received().is_empty());
+    assert!(world.uplink.take_sent().is_empty());
 }
 
 #[test]

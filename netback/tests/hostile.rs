@@ -409,3 +409,27 @@ fn crashed_frontend_domain_is_cleaned_up_without_harm() {
         .all(|vif| vif.address.frontend_id != domid));
     scene.bystanders_unaffected();
 }
+
+#[test]
+fn spoofed_source_mac_is_dropped_and_cannot_steal_frames() {
+    let mut scene = scene();
+    // The attacker claims the bystander's address...
+    let spoof = raw_frame(BROADCAST, mac_of(&scene.bystander), 100, 1);
+    scene
+        .attacker
+        .send(0, &spoof, TxOptions::default())
+        .unwrap();
+    scene.settle();
+    assert_eq!(scene.world.vif(&scene.attacker).counters.tx_spoofed, 1);
+    assert!(scene.other.take_received().is_empty());
+    // ...and frames for the bystander still reach the bystander only.
+    let to_bystander = raw_frame(mac_of(&scene.bystander), mac_of(&scene.other), 100, 2);
+    scene
+        .other
+        .send(0, &to_bystander, TxOptions::default())
+        .unwrap();
+    scene.settle();
+    assert!(scene.attacker.take_received().is_empty());
+    assert_eq!(scene.bystander.take_received()[0].data, to_bystander);
+    scene.bystanders_unaffected();
+}
