@@ -25,10 +25,24 @@ log "toolstack up $(since "$BOOTED") s after dom0 init"
 
 # Domains that tests share; everything else is destroyed after each test.
 KEEP_DOMAINS="Domain-0 dd rumpdisk rumpnet"
+# heartbeat TEST: while a test runs, say every minute what dom0 is waiting
+# on, so a hang shows in the serial log as a command, not as silence.
+heartbeat() {
+  local began
+  began=$(now)
+  while sleep 60; do
+    echo "RIG-WAIT $1 +$(since "$began") s: domains: $(xl list 2>/dev/null | awk 'NR > 1 {printf "%s(%s) ", $1, $5}')"
+    ps -eo etimes=,args= | grep -E ' (xl|fio|dd|timeout|/bin/sh /etc/xen/scripts/[a-z-]+|/bin/bash /etc/xen/scripts/[a-z-]+)( |$)' |
+      grep -v grep | sed "s/^/RIG-WAIT $1   running for /"
+  done
+}
+
 for test in ${TESTS//+/ }; do
   echo "RIG-TEST-BEGIN $test"
   started=$(now)
   function=test_${test//-/_}
+  heartbeat "$test" &
+  heartbeat_pid=$!
   if declare -F "$function" >/dev/null; then
     "$function" "$test"
   else
@@ -40,6 +54,7 @@ for test in ${TESTS//+/ }; do
     case " $KEEP_DOMAINS " in *" $domain "*) ;; *) destroy_domain "$domain" & ;; esac
   done
   wait
+  kill "$heartbeat_pid" 2>/dev/null
   log "$test took $(since "$started") s"
   echo "RIG-TEST-END $test"
 done

@@ -85,7 +85,8 @@ start_guest() {
   guest_config "$@"
   destroy_domain "$1"
   rm -f "$(console_log "$1")"
-  xl create "/tmp/$1.cfg" >"/tmp/$1.create.log" 2>&1 || { cat "/tmp/$1.create.log"; return 1; }
+  log "creating $1 (steps $2)"
+  timeout 300 xl create "/tmp/$1.cfg" >"/tmp/$1.create.log" 2>&1 || { cat "/tmp/$1.create.log"; return 1; }
 }
 # start_tools_guest NAME STEPS MEMORY [XL_LINES]: a guest with fio and iperf3.
 start_tools_guest() {

@@ -30,7 +30,7 @@ CFG
   rm -f "$(console_log dd)"
   local started
   started=$(now)
-  if ! xl create /tmp/dd.cfg > /tmp/dd.create.log 2>&1; then
+  if ! timeout 300 xl create /tmp/dd.cfg > /tmp/dd.create.log 2>&1; then
     cat /tmp/dd.create.log
     DD_PROBLEM="xl create dd failed: $(grep -m1 error /tmp/dd.create.log)"
     return 1
@@ -74,7 +74,7 @@ test_linux_blk() {
   start_guest lblk-a "wait:xvdb+write:xvdb:0:8+info:xvdb" || { fail "$1" "xl create lblk-a" "see above"; return; }
   local attached
   attached=$(now)
-  if ! xl block-attach lblk-a 'backend=dd,format=raw,vdev=xvdb,access=rw,target=/dev/ram0'; then
+  if ! timeout 120 xl block-attach lblk-a 'backend=dd,format=raw,vdev=xvdb,access=rw,target=/dev/ram0'; then
     fail "$1" "block-attach" "xl block-attach to dd failed" dd lblk-a; return
   fi
   if ! wait_step lblk-a 2 180; then
@@ -91,7 +91,7 @@ test_linux_blk() {
   wait_step lblk-a 3 60; log "lblk-a: $(step_line lblk-a 3)"
   destroy_domain lblk-a
   start_guest lblk-b "wait:xvdb+expect:xvdb:0:8:$wrote" || { fail "$1" "xl create lblk-b" "see above"; return; }
-  xl block-attach lblk-b 'backend=dd,format=raw,vdev=xvdb,access=rw,target=/dev/ram0'
+  timeout 120 xl block-attach lblk-b 'backend=dd,format=raw,vdev=xvdb,access=rw,target=/dev/ram0'
   if ! wait_step lblk-b 2 180; then
     fail "$1" "re-attach read" "$(step_line lblk-b 2)" lblk-b dd; return
   fi
@@ -101,7 +101,7 @@ test_linux_blk() {
 # dom0 is a frontend of dd: fio write+verify and a pattern checked inside dd.
 test_linux_dom0() {
   dd_up "$1" || return
-  if ! xl block-attach 0 'backend=dd,format=raw,vdev=xvdc,access=rw,target=/dev/ram1'; then
+  if ! timeout 120 xl block-attach 0 'backend=dd,format=raw,vdev=xvdc,access=rw,target=/dev/ram1'; then
     fail "$1" "block-attach to dom0" "xl block-attach failed" dd; return
   fi
   if ! wait_for 60 test -b /dev/xvdc; then
@@ -120,7 +120,7 @@ test_linux_dom0() {
   wrote=$(md5sum < /tmp/pattern | cut -d' ' -f1)
   seen=$(dd if=/dev/xvdc bs=1M skip=32 count=4 iflag=direct 2>/dev/null | md5sum | cut -d' ' -f1)
   backing=$(dd_ask md5:ram1:32:4)
-  xl block-detach 0 xvdc
+  timeout 120 xl block-detach 0 xvdc
   if [ "$wrote" != "$backing" ]; then
     fail "$1" "backing store check" "dom0 wrote $wrote (reads back $seen) but dd's /dev/ram1 holds $backing" dd; return
   fi
