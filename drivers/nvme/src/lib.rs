@@ -1,3 +1,37 @@
-//! NVMe driver (work in progress).
+//! NVMe driver for a passed-through PCI controller, serving one namespace
+//! as a [`blkback::BlockDevice`].
+//!
+//! Layer: a device driver. Below it sit the safe PCI traits of [`pcidev`]
+//! (config space, BAR 0 registers, DMA buffers, interrupts as polled
+//! events), implemented by `rumpuser-xen` over pcifront on real Xen and by a
+//! controller model in this crate's tests. Above it sits `blkback`, which
+//! serves the namespace to blkfronts. It implements the parts of the
+//! [NVM Express Base Specification](https://nvmexpress.org/specifications/)
+//! (revision 1.4) and its NVM Command Set that a block backend needs:
+//! controller reset and enable, the admin queue, Identify, one I/O queue
+//! pair, Read, Write, Flush and Dataset Management (deallocate), with PRP
+//! lists for transfers of many pages. `docs/nvme.md` describes the design.
+//!
+//! Like the engines, the driver does no I/O of its own accord and knows no
+//! clock. [`Nvme::poll_bring_up`] and [`Nvme::tick`] take the current time
+//! in milliseconds from the caller; requests go in through
+//! [`blkback::BlockDevice::submit`] and come out of
+//! [`blkback::BlockDevice::poll_completion`], which drains the completion
+//! queue (a bounded amount of work per call).
+//!
+//! The controller is not trusted: a register that reads all ones, a
+//! completion for a command not in flight, a fatal status or a command that
+//! never completes stops the driver with an [`NvmeError`], fails every
+//! request in flight with [`blkback::IoError::Media`], and keeps (never
+//! frees) every buffer the controller might still write.
 #![no_std]
 #![forbid(unsafe_code)]
+
+extern crate alloc;
+
+mod disk_spec;
+mod driver;
+pub mod spec;
+
+pub use disk_spec::{DiskSpec, DiskSpecError, MAX_NAME_LEN};
+pub use driver::{Config, Nvme, NvmeError, Status};

@@ -1,0 +1,219 @@
+//! Controller bring-up against the model: reset, enable, identify, queue
+//! creation, and every way a controller can refuse to come up.
+
+mod common;
+mod model;
+
+use blkback::{BlockDevice, IoRequest, SubmitError};
+use nvme::{Config, Nvme, NvmeError, Status};
+use pcidev::{capabilities, register, CapabilityId, ConfigSpace, InterruptMode};
+
+use common::{bring_up, read, ready, write};
+use model::{Model, Options};
+
+#[test]
+fn comes_up_and_describes_the_namespace() {
+    let (mut nvme, model) = ready(Options::default(), Config::new(1));
+    let info = nvme.info();
+    assert_eq!(info.sectors, 4096);
+    assert_eq!(info.physical_sector_size, 512);
+    assert!(info.flush);
+    assert!(!info.read_only);
+    assert_eq!(info.discard.map(|discard| discard.granularity), Some(512));
+    assert_eq!(info.queue_depth, 63);
+    let controller = nvme.identify_controller().unwrap();
+    assert_eq!((controller.vendor_id, controller.namespaces), (0x1b36, 1));
+    assert!(controller.volatile_write_cache);
+    // Bus mastering was turned on, and the capability walk sees MSI-X.
+    let device = nvme.device_mut();
+    let command = device.config_read16(register::COMMAND).unwrap();
+    assert_eq!(command & 0b110, 0b110);
+    let found = capabilities(device).unwrap();
+    assert_eq!(found[0].id, CapabilityId::MSI_X);
+    assert!(model.enabled());
+    assert!(model.faults().is_empty(), "{:?}", model.faults());
+}
+
+#[test]
+fn resets_a_controller_left_enabled() {
+    let options = Options {
+        start_enabled: true,
+        ..Options::default()
+    };
+    let (mut nvme, model) = ready(options, Config::new(1));
+    write(&mut nvme, &model, 0, vec![5; 512]);
+    assert_eq!(read(&mut nvme, &model, 0, 512), vec![5; 512]);
+    assert!(model.faults().is_empty(), "{:?}", model.faults());
+}
+
+#[test]
+fn waits_for_ready_for_exactly_cap_to() {
+    // CAP.TO = 4 means 2 s.
+    let options = Options {
+        stuck_not_ready: true,
+        timeout_units: 4,
+        ..Options::default()
+    };
+    let model = Model::new(options);
+    let mut nvme = Nvme::new(model.clone(), Config::new(1));
+    assert_eq!(nvme.poll_bring_up(0), Status::Starting);
+    assert_eq!(nvme.poll_bring_up(1_999), Status::Starting);
+    assert_eq!(
+        nvme.poll_bring_up(2_000),
+        Status::Failed(NvmeError::ReadyTimeout)
+    );
+    assert!(!model.enabled());
+}
+
+#[test]
+fn a_slow_controller_is_waited_for() {
+    let options = Options {
+        ready_after_reads: 20,
+        start_enabled: true,
+        ..Options::default()
+    };
+    let model = Model::new(options);
+    let mut nvme = Nvme::new(model.clone(), Config::new(1));
+    let mut now = 0;
+    while nvme.poll_bring_up(now) == Status::Starting {
+        now += 10;
+        assert!(now < 1_000, "bring-up did not finish");
+    }
+    assert_eq!(nvme.status(), Status::Ready);
+}
+
+#[test]
+fn a_controller_that_stays_ready_fails_the_reset() {
+    let options = Options {
+        start_enabled: true,
+        stuck_ready: true,
+        ..Options::default()
+    };
+    let model = Model::new(options);
+    let mut nvme = Nvme::new(model, Config::new(1));
+    assert_eq!(nvme.poll_bring_up(0), Status::Starting);
+    assert_eq!(
+        nvme.poll_bring_up(1_000),
+        Status::Failed(NvmeError::ResetTimeout)
+    );
+}
+
+#[test]
+fn fatal_status_during_enable_fails() {
+    let model = Model::new(Options::default());
+    model.make_fatal();
+    let mut nvme = Nvme::new(model, Config::new(1));
+    assert_eq!(
+        bring_up(&mut nvme),
+        Status::Failed(NvmeError::ControllerFatal)
+    );
+}
+
+#[test]
+fn a_removed_device_fails() {
+    let model = Model::new(Options::default());
+    model.remove();
+    let mut nvme = Nvme::new(model, Config::new(1));
+    assert_eq!(bring_up(&mut nvme), Status::Failed(NvmeError::DeviceGone));
+}
+
+#[test]
+fn missing_and_inactive_namespaces_fail() {
+    let model = Model::new(Options::default());
+    let mut nvme = Nvme::new(model, Config::new(2));
+    assert_eq!(
+        bring_up(&mut nvme),
+        Status::Failed(NvmeError::NoSuchNamespace)
+    );
+    let model = Model::new(Options {
+        namespaces: 2,
+        ..Options::default()
+    });
+    let mut nvme = Nvme::new(model.clone(), Config::new(2));
+    assert_eq!(
+        bring_up(&mut nvme),
+        Status::Failed(NvmeError::NoSuchNamespace)
+    );
+    // A stopped driver fails requests at once, returning the buffer.
+    nvme.submit(
+        blkback::IoTag(1),
+        IoRequest::Read {
+            sector: 0,
+            buffer: vec![1; 512],
+        },
+    )
+    .unwrap();
+    let completion = nvme.poll_completion().unwrap();
+    assert_eq!(completion.result, Err(blkback::IoError::Media));
+    assert_eq!(completion.buffer, vec![1; 512]);
+    assert!(model.faults().is_empty(), "{:?}", model.faults());
+}
+
+#[test]
+fn unsupported_block_sizes_fail() {
+    let model = Model::new(Options {
+        block_shift: 13,
+        namespace_blocks: 64,
+        ..Options::default()
+    });
+    let mut nvme = Nvme::new(model, Config::new(1));
+    assert_eq!(
+        bring_up(&mut nvme),
+        Status::Failed(NvmeError::UnsupportedFormat)
+    );
+}
+
+#[test]
+fn works_without_interrupts_and_with_msi_or_a_wide_doorbell_stride() {
+    for (modes, stride) in [
+        (vec![], 0),
+        (vec![InterruptMode::Msi], 0),
+        (vec![InterruptMode::Intx], 3),
+    ] {
+        let polled = modes.is_empty();
+        let options = Options {
+            interrupt_modes: modes,
+            doorbell_stride: stride,
+            ..Options::default()
+        };
+        let (mut nvme, model) = ready(options, Config::new(1));
+        write(&mut nvme, &model, 9, vec![3; 1024]);
+        assert_eq!(read(&mut nvme, &model, 9, 1024), vec![3; 1024]);
+        assert_eq!(model.interrupts_raised() == 0, polled);
+        assert!(model.faults().is_empty(), "{:?}", model.faults());
+    }
+}
+
+#[test]
+fn four_kib_blocks_refuse_unaligned_requests() {
+    let options = Options {
+        block_shift: 12,
+        namespace_blocks: 256,
+        ..Options::default()
+    };
+    let (mut nvme, model) = ready(options, Config::new(1));
+    let info = nvme.info();
+    assert_eq!((info.sectors, info.physical_sector_size), (2048, 4096));
+    for (sector, bytes) in [(1, 4096), (0, 512), (8, 6144)] {
+        let request = IoRequest::Read {
+            sector,
+            buffer: vec![0; bytes],
+        };
+        assert!(matches!(
+            nvme.submit(blkback::IoTag(0), request),
+            Err(SubmitError::Refused(_))
+        ));
+    }
+    write(&mut nvme, &model, 8, vec![9; 8192]);
+    assert_eq!(&model.media()[4096..12288], &[9; 8192][..]);
+}
+
+#[test]
+fn requests_before_bring_up_are_refused() {
+    let model = Model::new(Options::default());
+    let mut nvme = Nvme::new(model, Config::new(1));
+    assert!(matches!(
+        nvme.submit(blkback::IoTag(0), IoRequest::Flush),
+        Err(SubmitError::Refused(IoRequest::Flush))
+    ));
+}
