@@ -154,12 +154,14 @@ mod tests {
 
     #[test]
     fn tx_descriptor_layout() {
-        let bytes = tx_legacy(0x1122_3344_5566_7788, 0x05EA, tx_command::EOP | tx_command::RS);
+        let bytes = tx_legacy(
+            0x1122_3344_5566_7788,
+            0x05EA,
+            tx_command::EOP | tx_command::RS,
+        );
         assert_eq!(
             bytes,
-            [
-                0x88, 0x77, 0x66, 0x55, 0x44, 0x33, 0x22, 0x11, 0xEA, 0x05, 0, 0x09, 0, 0, 0, 0
-            ]
+            [0x88, 0x77, 0x66, 0x55, 0x44, 0x33, 0x22, 0x11, 0xEA, 0x05, 0, 0x09, 0, 0, 0, 0]
         );
         assert_eq!(tx_status_of(&bytes), 0);
         let mut done = bytes;
@@ -170,7 +172,10 @@ mod tests {
     #[test]
     fn rx_write_back_is_judged_against_the_buffer() {
         let mut bytes = rx_fresh(0x1000);
-        assert_eq!(RxWriteBack::decode(&bytes).judge(2048), RxJudgement::NotDone);
+        assert_eq!(
+            RxWriteBack::decode(&bytes).judge(2048),
+            RxJudgement::NotDone
+        );
         bytes[8..10].copy_from_slice(&2048u16.to_le_bytes());
         bytes[12] = rx_status::DD | rx_status::EOP;
         assert_eq!(

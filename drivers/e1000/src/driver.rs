@@ -75,12 +75,16 @@ pub struct Config {
     pub promiscuous: bool,
     /// Accept and send frames longer than [`MAX_FRAME_LEN`], up to
     /// [`MAX_LONG_FRAME_LEN`], spread over several descriptors (RCTL.LPE).
+    /// Needs a transmit ring of at least 16 descriptors.
     pub long_packets: bool,
     /// Register reads spent waiting for the reset to finish or for one
     /// EEPROM word, before giving up. The driver has no clock; on real
     /// hardware a register read takes about a microsecond, so the default
     /// allows for about a tenth of a second.
     pub register_poll_limit: u32,
+    /// Consecutive polls after which a ring is reported stalled (see
+    /// [`PollOutcome::stalled`]).
+    pub stall_polls: u32,
 }
 
 impl Default for Config {
@@ -91,6 +95,7 @@ impl Default for Config {
             promiscuous: true,
             long_packets: false,
             register_poll_limit: 100_000,
+            stall_polls: 64,
         }
     }
 }
@@ -107,7 +112,8 @@ pub enum Error {
         /// PCI device ID read from config space.
         device: u16,
     },
-    /// A ring size is not a multiple of 8 from 8 to 4096.
+    /// A ring size is not a multiple of 8 from 8 to 4096, or the transmit
+    /// ring cannot hold the longest frame.
     InvalidRingSize,
     /// The device did not clear CTRL.RST within the poll limit.
     ResetTimeout,
@@ -126,10 +132,15 @@ impl fmt::Display for Error {
             Self::UnsupportedDevice { vendor, device } => {
                 write!(f, "device {vendor:04x}:{device:04x} is not an 82540")
             }
-            Self::InvalidRingSize => f.write_str("a ring size is not a multiple of 8 from 8 to 4096"),
+            Self::InvalidRingSize => f.write_str(
+                "a ring size is not a multiple of 8 from 8 to 4096, \
+                 or the transmit ring cannot hold the longest frame",
+            ),
             Self::ResetTimeout => f.write_str("the device did not finish its reset"),
             Self::EepromTimeout => f.write_str("the EEPROM did not finish a read"),
-            Self::NoEthernetAddress => f.write_str("no unicast Ethernet address in RAL0/RAH0 or the EEPROM"),
+            Self::NoEthernetAddress => {
+                f.write_str("no unicast Ethernet address in RAL0/RAH0 or the EEPROM")
+            }
             Self::Failed => f.write_str("an earlier device access failed"),
         }
     }
@@ -210,6 +221,8 @@ pub struct Statistics {
     pub link_changes: u64,
     /// Interrupt vectors taken.
     pub interrupts: u64,
+    /// Times a ring was found stalled.
+    pub stalls: u64,
 }
 
 /// What one [`E1000::poll`] found.
@@ -226,6 +239,12 @@ pub struct PollOutcome {
     /// Whether a received frame waits in the ring: the caller should
     /// receive again before blocking.
     pub rx_pending: bool,
+    /// Whether a ring made no progress for [`Config::stall_polls`] polls in
+    /// a row although the device's head register says it has moved past
+    /// the descriptor the driver waits for: the device took descriptors
+    /// without writing them back. Only a reset ([`E1000::shutdown`], then
+    /// [`E1000::new`]) gets it going again.
+    pub stalled: bool,
 }
 
 /// Packet buffers, two to a DMA page; slot `n` is descriptor `n`'s buffer.
@@ -349,6 +368,10 @@ pub struct E1000<D: PciDevice> {
     tx: TxRing<D::Buffer>,
     statistics: Statistics,
     failed: Option<Error>,
+    /// Polls in a row that found the receive ring stuck.
+    rx_stuck_polls: u32,
+    /// Polls in a row that found the transmit ring stuck.
+    tx_stuck_polls: u32,
 }
 
 impl<D: PciDevice> fmt::Debug for E1000<D> {
@@ -436,7 +459,7 @@ fn read_mac_address(device: &mut impl PciDevice, poll_limit: u32) -> Result<MacA
 }
 
 fn valid_ring_size(size: u16) -> bool {
-    (RING_GRANULE..=MAX_RING).contains(&size) && size % RING_GRANULE == 0
+    (RING_GRANULE..=MAX_RING).contains(&size) && size.is_multiple_of(RING_GRANULE)
 }
 
 impl<D: PciDevice> E1000<D> {
@@ -457,6 +480,8 @@ impl<D: PciDevice> E1000<D> {
                 tx,
                 statistics: Statistics::default(),
                 failed: None,
+                rx_stuck_polls: 0,
+                tx_stuck_polls: 0,
             }),
             Err(error) => Err((error, device)),
         }
@@ -467,7 +492,15 @@ impl<D: PciDevice> E1000<D> {
         device: &mut D,
         config: &Config,
     ) -> Result<(MacAddress, bool, RxRing<D::Buffer>, TxRing<D::Buffer>), Error> {
-        if !valid_ring_size(config.rx_descriptors) || !valid_ring_size(config.tx_descriptors) {
+        let longest = if config.long_packets {
+            MAX_LONG_FRAME_LEN
+        } else {
+            MAX_FRAME_LEN
+        };
+        if !valid_ring_size(config.rx_descriptors)
+            || !valid_ring_size(config.tx_descriptors)
+            || usize::from(config.tx_descriptors) <= longest.div_ceil(BUFFER_SIZE)
+        {
             return Err(Error::InvalidRingSize);
         }
         let vendor = device.config_read16(config_register::VENDOR_ID)?;
@@ -485,7 +518,12 @@ impl<D: PciDevice> E1000<D> {
         write(
             device,
             reg::RAL0,
-            u32::from_le_bytes([mac_address[0], mac_address[1], mac_address[2], mac_address[3]]),
+            u32::from_le_bytes([
+                mac_address[0],
+                mac_address[1],
+                mac_address[2],
+                mac_address[3],
+            ]),
         )?;
         write(
             device,
@@ -501,7 +539,8 @@ impl<D: PciDevice> E1000<D> {
         write(
             device,
             reg::CTRL,
-            (control | ctrl::SLU | ctrl::ASDE) & !(ctrl::LRST | ctrl::PHY_RST | ctrl::ILOS | ctrl::VME),
+            (control | ctrl::SLU | ctrl::ASDE)
+                & !(ctrl::LRST | ctrl::PHY_RST | ctrl::ILOS | ctrl::VME),
         )?;
 
         let rx = Self::build_rx(device, config)?;
@@ -563,8 +602,7 @@ impl<D: PciDevice> E1000<D> {
 
     fn build_rx(device: &mut D, config: &Config) -> Result<RxRing<D::Buffer>, Error> {
         let size = config.rx_descriptors;
-        let descriptors =
-            device.allocate(usize::from(size) * DESCRIPTOR_SIZE, RING_ALIGN)?;
+        let descriptors = device.allocate(usize::from(size) * DESCRIPTOR_SIZE, RING_ALIGN)?;
         let buffers = match BufferPool::allocate(device, size) {
             Ok(buffers) => buffers,
             Err(error) => {
@@ -601,8 +639,7 @@ impl<D: PciDevice> E1000<D> {
 
     fn build_tx(device: &mut D, config: &Config) -> Result<TxRing<D::Buffer>, Error> {
         let size = config.tx_descriptors;
-        let descriptors =
-            device.allocate(usize::from(size) * DESCRIPTOR_SIZE, RING_ALIGN)?;
+        let descriptors = device.allocate(usize::from(size) * DESCRIPTOR_SIZE, RING_ALIGN)?;
         let buffers = match BufferPool::allocate(device, size) {
             Ok(buffers) => buffers,
             Err(error) => {
@@ -735,13 +772,40 @@ impl<D: PciDevice> E1000<D> {
         self.statistics.rx_crc_errors += u64::from(crc_errors);
         self.return_rx_descriptors()?;
         let rx_pending = self.peek_rx()?;
+        let stalled = self.watch_for_stalls(rx_pending)?;
         Ok(PollOutcome {
             causes,
             link_up,
             link_changed,
             tx_completed,
             rx_pending,
+            stalled,
         })
+    }
+
+    /// Counts polls in a row in which a ring waits for a descriptor the
+    /// device's head has already moved past. RDH and TDH are only hints
+    /// here: the device may move its head before it writes a descriptor
+    /// back, which is why one look is not enough and it takes
+    /// [`Config::stall_polls`] of them.
+    fn watch_for_stalls(&mut self, rx_pending: bool) -> Result<bool, Error> {
+        let rx_stuck = !rx_pending
+            && self.rx.in_flight() > 0
+            && read(&mut self.device, reg::RDH)? != u32::from(self.rx.next_to_clean);
+        let tx_stuck = self.tx.in_flight() > 0
+            && read(&mut self.device, reg::TDH)? != u32::from(self.tx.next_to_clean);
+        self.rx_stuck_polls = if rx_stuck { self.rx_stuck_polls + 1 } else { 0 };
+        self.tx_stuck_polls = if tx_stuck { self.tx_stuck_polls + 1 } else { 0 };
+        let limit = self.config.stall_polls.max(1);
+        let stalled = self.rx_stuck_polls >= limit || self.tx_stuck_polls >= limit;
+        if self.rx_stuck_polls == limit || self.tx_stuck_polls == limit {
+            self.statistics.stalls += 1;
+            log::warn!(
+                "e1000: {} ring stalled: the device moved past a descriptor without writing it back",
+                if self.rx_stuck_polls >= limit { "receive" } else { "transmit" }
+            );
+        }
+        Ok(stalled)
     }
 
     /// Reaps finished transmit descriptors, oldest first, stopping at the

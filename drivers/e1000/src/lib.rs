@@ -31,6 +31,6 @@ pub mod model;
 pub mod registers;
 
 pub use driver::{
-    Config, E1000, Error, PollOutcome, SendError, Statistics, BUFFER_SIZE, MAX_FRAME_LEN,
+    Config, Error, PollOutcome, SendError, Statistics, BUFFER_SIZE, E1000, MAX_FRAME_LEN,
     MAX_LONG_FRAME_LEN, MIN_FRAME_LEN, SUPPORTED_DEVICE_IDS,
 };

@@ -500,8 +500,12 @@ impl Model {
             state.counters.rx_filtered += 1;
             return Delivery::Filtered;
         };
-        let own = u32::from_le_bytes([destination[0], destination[1], destination[2], destination[3]])
-            == state.get(reg::RAL0)
+        let own = u32::from_le_bytes([
+            destination[0],
+            destination[1],
+            destination[2],
+            destination[3],
+        ]) == state.get(reg::RAL0)
             && u32::from(u16::from_le_bytes([destination[4], destination[5]]))
                 == state.get(reg::RAH0) & 0xFFFF
             && state.get(reg::RAH0) & rah::AV != 0;
@@ -525,7 +529,7 @@ impl Model {
         }
         let buffer_size = state.receive_buffer_size();
         let chunks: Vec<&[u8]> = if frame.is_empty() {
-            vec![&frame[..]]
+            vec![frame]
         } else {
             frame.chunks(buffer_size).collect()
         };
@@ -547,7 +551,14 @@ impl Model {
             if number + 1 == count {
                 status |= rx_status::EOP;
             }
-            if !Self::write_rx(&mut state, &mut memory, chunk, chunk.len() as u16, status, 0) {
+            if !Self::write_rx(
+                &mut state,
+                &mut memory,
+                chunk,
+                chunk.len() as u16,
+                status,
+                0,
+            ) {
                 return Delivery::Fault;
             }
         }
@@ -728,7 +739,11 @@ impl Model {
         if state.gone {
             return Err(PciError::DeviceGone);
         }
-        check_register(CONFIG_SPACE_LEN as u64, u64::from(offset), destination.len() as u64)?;
+        check_register(
+            CONFIG_SPACE_LEN as u64,
+            u64::from(offset),
+            destination.len() as u64,
+        )?;
         let at = usize::from(offset);
         destination.copy_from_slice(&state.config_space[at..at + destination.len()]);
         Ok(())
@@ -740,7 +755,11 @@ impl Model {
         if state.gone {
             return Err(PciError::DeviceGone);
         }
-        check_register(CONFIG_SPACE_LEN as u64, u64::from(offset), source.len() as u64)?;
+        check_register(
+            CONFIG_SPACE_LEN as u64,
+            u64::from(offset),
+            source.len() as u64,
+        )?;
         for (number, &byte) in source.iter().enumerate() {
             let at = usize::from(offset) + number;
             if at == 4 || at == 5 {
@@ -821,11 +840,7 @@ impl Mmio for Model {
             reg::EERD => {
                 if value & eerd::START != 0 && state.eeprom_answers {
                     let word = (value >> eerd::ADDR_SHIFT) & 0xFF;
-                    let data = state
-                        .eeprom
-                        .get(word as usize)
-                        .copied()
-                        .unwrap_or(0xFFFF);
+                    let data = state.eeprom.get(word as usize).copied().unwrap_or(0xFFFF);
                     state.set(
                         reg::EERD,
                         (u32::from(data) << eerd::DATA_SHIFT)

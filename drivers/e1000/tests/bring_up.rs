@@ -62,7 +62,12 @@ fn bring_up_programs_the_device() {
     assert_ne!(high & rah::AV, 0);
 
     let mask = model.register(reg::IMS);
-    for cause in [interrupt::LSC, interrupt::RXT0, interrupt::RXO, interrupt::TXDW] {
+    for cause in [
+        interrupt::LSC,
+        interrupt::RXT0,
+        interrupt::RXO,
+        interrupt::TXDW,
+    ] {
         assert_ne!(mask & cause, 0, "cause {cause:#x} unmasked");
     }
     assert_no_dma_faults(&model);
@@ -169,6 +174,13 @@ fn other_devices_and_bad_ring_sizes_are_refused() {
         };
         assert_eq!(bring_up_error(&model, config), Error::InvalidRingSize);
     }
+    // Long frames need a transmit ring that can hold one.
+    let model = Model::new(MAC);
+    let config = Config {
+        long_packets: true,
+        ..small_rings()
+    };
+    assert_eq!(bring_up_error(&model, config), Error::InvalidRingSize);
     // The largest ring the manual allows works.
     let model = Model::new(MAC);
     let config = Config {
@@ -206,13 +218,19 @@ fn shutdown_stops_the_device_and_frees_its_memory() {
     let (mut driver, model) = bring_up(small_rings());
     let outgoing = frame(PEER, MAC, 100, 1);
     driver.send(&outgoing).expect("send");
-    assert_eq!(model.receive(&frame(MAC, PEER, 100, 2)), Delivery::Delivered(1));
+    assert_eq!(
+        model.receive(&frame(MAC, PEER, 100, 2)),
+        Delivery::Delivered(1)
+    );
     assert!(model.allocated_bytes() > 0);
     let model_back = driver.shutdown();
     assert_eq!(model.allocated_bytes(), 0);
     assert_eq!(model_back.interrupt_mode(), None);
     assert_eq!(model.register(reg::RCTL), 0);
-    assert_eq!(model.receive(&frame(MAC, PEER, 100, 3)), Delivery::NotReceiving);
+    assert_eq!(
+        model.receive(&frame(MAC, PEER, 100, 3)),
+        Delivery::NotReceiving
+    );
     assert_no_dma_faults(&model);
 }
 

@@ -63,5 +63,9 @@ impl Rng {
 
 /// No test may make the device DMA outside live memory.
 pub fn assert_no_dma_faults(model: &Model) {
-    assert_eq!(model.dma_faults(), Vec::new(), "device DMA outside live memory");
+    assert_eq!(
+        model.dma_faults(),
+        Vec::new(),
+        "device DMA outside live memory"
+    );
 }
