@@ -690,7 +690,8 @@ impl<D: PciDevice> Nvme<D> {
         let block_size = 1u64 << self.block_shift();
         let start = sector.checked_mul(SECTOR_SIZE)?;
         let end = start.checked_add(bytes)?;
-        let aligned = start % block_size == 0 && bytes % block_size == 0 && bytes != 0;
+        let aligned =
+            start.is_multiple_of(block_size) && bytes.is_multiple_of(block_size) && bytes != 0;
         (aligned && end <= self.capacity_bytes())
             .then(|| (start >> self.block_shift(), bytes >> self.block_shift()))
     }

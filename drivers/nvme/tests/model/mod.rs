@@ -424,12 +424,12 @@ impl Controller {
     fn doorbell(&mut self, offset: u64, value: u32) {
         let stride = 4u64 << self.options.doorbell_stride;
         let index = (offset - 0x1000) / stride;
-        if (offset - 0x1000) % stride != 0 {
+        if !(offset - 0x1000).is_multiple_of(stride) {
             return self.fault(format!("doorbell write at {offset:#x} off the stride"));
         }
         let qid = (index / 2) as u16;
         let value = value as u16;
-        if index % 2 == 0 {
+        if index.is_multiple_of(2) {
             let Some(queue) = self.submission.get_mut(&qid) else {
                 return self.fault(format!("tail doorbell of missing queue {qid}"));
             };
@@ -578,14 +578,14 @@ impl Controller {
             return Some(segments);
         }
         if left <= PAGE {
-            if prp2 % page != 0 {
+            if !prp2.is_multiple_of(page) {
                 self.fault(format!("PRP2 {prp2:#x} not page aligned"));
                 return None;
             }
             segments.push((prp2, left));
             return Some(segments);
         }
-        if prp2 % 8 != 0 {
+        if !prp2.is_multiple_of(8) {
             self.fault(format!("PRP list {prp2:#x} not 8-byte aligned"));
             return None;
         }
@@ -596,7 +596,7 @@ impl Controller {
             let last_in_page = entry_address % page == page - 8;
             if last_in_page && left > PAGE {
                 // Chain to the next list page.
-                if entry % page != 0 {
+                if !entry.is_multiple_of(page) {
                     self.fault(format!("PRP list chain {entry:#x} not page aligned"));
                     return None;
                 }
@@ -604,7 +604,7 @@ impl Controller {
                 entry_address = entry;
                 continue;
             }
-            if entry % page != 0 {
+            if !entry.is_multiple_of(page) {
                 self.fault(format!("PRP entry {entry:#x} not page aligned"));
                 return None;
             }
