@@ -85,6 +85,11 @@ pub struct Config {
     /// Consecutive polls after which a ring is reported stalled (see
     /// [`PollOutcome::stalled`]).
     pub stall_polls: u32,
+    /// Shortest gap between two interrupts, in nanoseconds (ITR, in units
+    /// of 256 ns; 0 lets every cause interrupt at once). Each interrupt is
+    /// an event channel notification and a wake-up of the domain, so the
+    /// default caps them at about 20000 a second.
+    pub interrupt_interval_ns: u32,
 }
 
 impl Default for Config {
@@ -96,6 +101,7 @@ impl Default for Config {
             long_packets: false,
             register_poll_limit: 100_000,
             stall_polls: 64,
+            interrupt_interval_ns: 50_000,
         }
     }
 }
@@ -351,6 +357,14 @@ impl<B> TxRing<B> {
     }
 }
 
+/// What bring-up leaves behind.
+struct BroughtUp<B> {
+    mac_address: MacAddress,
+    link_up: bool,
+    rx: RxRing<B>,
+    tx: TxRing<B>,
+}
+
 /// The 82540EM driver, owning its device.
 ///
 /// Calls, all bounded:
@@ -471,7 +485,12 @@ impl<D: PciDevice> E1000<D> {
     /// rest is leaked rather than reused.
     pub fn new(mut device: D, config: Config) -> Result<Self, (Error, D)> {
         match Self::bring_up(&mut device, &config) {
-            Ok((mac_address, link_up, rx, tx)) => Ok(Self {
+            Ok(BroughtUp {
+                mac_address,
+                link_up,
+                rx,
+                tx,
+            }) => Ok(Self {
                 device,
                 config,
                 mac_address,
@@ -487,11 +506,7 @@ impl<D: PciDevice> E1000<D> {
         }
     }
 
-    #[allow(clippy::type_complexity)]
-    fn bring_up(
-        device: &mut D,
-        config: &Config,
-    ) -> Result<(MacAddress, bool, RxRing<D::Buffer>, TxRing<D::Buffer>), Error> {
+    fn bring_up(device: &mut D, config: &Config) -> Result<BroughtUp<D::Buffer>, Error> {
         let longest = if config.long_packets {
             MAX_LONG_FRAME_LEN
         } else {
@@ -583,6 +598,11 @@ impl<D: PciDevice> E1000<D> {
             command | COMMAND_INTX_DISABLE
         };
         device.config_write16(config_register::COMMAND, command)?;
+        write(
+            device,
+            reg::ITR,
+            (config.interrupt_interval_ns / 256).min(0xFFFF),
+        )?;
         write(device, reg::IMS, INTERRUPT_MASK)?;
 
         let link_up = read(device, reg::STATUS)? & reg::status::LU != 0;
@@ -597,7 +617,12 @@ impl<D: PciDevice> E1000<D> {
             if link_up { "up" } else { "down" },
             mode
         );
-        Ok((mac_address, link_up, rx, tx))
+        Ok(BroughtUp {
+            mac_address,
+            link_up,
+            rx,
+            tx,
+        })
     }
 
     fn build_rx(device: &mut D, config: &Config) -> Result<RxRing<D::Buffer>, Error> {

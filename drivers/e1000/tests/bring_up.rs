@@ -38,6 +38,7 @@ fn bring_up_programs_the_device() {
     assert_ne!(transmit & tctl::EN, 0);
     assert_ne!(transmit & tctl::PSP, 0);
     assert_ne!(model.register(reg::TIPG), 0);
+    assert_eq!(model.register(reg::ITR), 50_000 / 256);
 
     assert_eq!(model.register(reg::RDLEN), 256 * 16);
     assert_eq!(model.register(reg::TDLEN), 256 * 16);
