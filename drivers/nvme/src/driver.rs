@@ -12,8 +12,9 @@ use pcidev::{enable_bus_master, BusAddress, DmaBuffer, InterruptMode, PciDevice,
 
 use crate::spec::{
     admin, nvm, Capabilities, Command, Completion, IdentifyController, IdentifyNamespace,
-    CC_CONFIGURATION, CC_EN, CQ_ENTRY_SIZE, CSTS_CFS, CSTS_RDY, PAGE_SIZE, REG_ACQ, REG_AQA,
-    REG_ASQ, REG_CAP, REG_CC, REG_CSTS, SQ_ENTRY_SIZE, STATUS_INVALID_FIELD, STATUS_INVALID_OPCODE,
+    CC_CONFIGURATION, CC_EN, CC_SHN_MASK, CC_SHN_NORMAL, CQ_ENTRY_SIZE, CSTS_CFS, CSTS_RDY,
+    CSTS_SHST_COMPLETE, CSTS_SHST_MASK, PAGE_SIZE, REG_ACQ, REG_AQA, REG_ASQ, REG_CAP, REG_CC,
+    REG_CSTS, SQ_ENTRY_SIZE, STATUS_INVALID_FIELD, STATUS_INVALID_OPCODE,
 };
 
 /// The BAR holding the NVMe registers.
@@ -44,6 +45,8 @@ pub struct Config {
     /// How long one I/O command may take before the controller is declared
     /// broken (default 30 s, Linux's default).
     pub io_timeout_ms: u64,
+    /// How long a normal shutdown may take (default 5 s, Linux's default).
+    pub shutdown_timeout_ms: u64,
 }
 
 impl Config {
@@ -55,6 +58,7 @@ impl Config {
             max_transfer_bytes: 128 << 10,
             admin_timeout_ms: 5_000,
             io_timeout_ms: 30_000,
+            shutdown_timeout_ms: 5_000,
         }
     }
 }
@@ -97,6 +101,8 @@ pub enum NvmeError {
     BadCompletion,
     /// An I/O command did not complete in time.
     IoTimeout,
+    /// The controller did not finish a normal shutdown in time.
+    ShutdownTimeout,
 }
 
 impl fmt::Display for NvmeError {
@@ -136,6 +142,9 @@ impl fmt::Display for NvmeError {
                 f.write_str("the controller completed a command that was not in flight")
             }
             Self::IoTimeout => f.write_str("an I/O command did not complete in time"),
+            Self::ShutdownTimeout => {
+                f.write_str("the controller did not finish a normal shutdown in time")
+            }
         }
     }
 }
@@ -153,6 +162,10 @@ pub enum Status {
     Starting,
     /// Serving I/O.
     Ready,
+    /// Shutting down; call [`Nvme::shutdown`] again later.
+    ShuttingDown,
+    /// Shut down: its volatile cache is written back; it serves no more I/O.
+    ShutDown,
     /// Stopped for good, for this reason.
     Failed(NvmeError),
 }
@@ -174,6 +187,8 @@ enum State {
     Enabling { deadline: u64 },
     Admin { step: AdminStep, deadline: u64 },
     Ready,
+    ShuttingDown { deadline: u64 },
+    ShutDown,
     Failed(NvmeError),
 }
 
@@ -229,6 +244,8 @@ pub struct Nvme<D: PciDevice> {
     finished: VecDeque<IoCompletion>,
     /// Buffers a broken controller might still write: never freed.
     quarantine: Vec<D::Buffer>,
+    /// [`Nvme::shutdown`] was called: no new requests.
+    shutting_down: bool,
 }
 
 impl<D: PciDevice> Nvme<D> {
@@ -253,6 +270,7 @@ impl<D: PciDevice> Nvme<D> {
             free_requests: Vec::new(),
             finished: VecDeque::new(),
             quarantine: Vec::new(),
+            shutting_down: false,
         }
     }
 
@@ -260,6 +278,8 @@ impl<D: PciDevice> Nvme<D> {
     pub fn status(&self) -> Status {
         match self.state {
             State::Ready => Status::Ready,
+            State::ShuttingDown { .. } => Status::ShuttingDown,
+            State::ShutDown => Status::ShutDown,
             State::Failed(error) => Status::Failed(error),
             _ => Status::Starting,
         }
@@ -373,8 +393,54 @@ impl<D: PciDevice> Nvme<D> {
                 }
             }
             State::Admin { step, deadline } => self.poll_admin(step, deadline),
-            State::Ready | State::Failed(_) => Ok(()),
+            State::Ready | State::ShuttingDown { .. } | State::ShutDown | State::Failed(_) => {
+                Ok(())
+            }
         }
+    }
+
+    /// Shuts the controller down normally (CC.SHN), so it writes back its
+    /// volatile cache, before the domain stops or hands the device on.
+    /// While commands are in flight it only reaps completions and reports
+    /// [`Status::Ready`]; call it again (with completions taken through
+    /// [`BlockDevice::poll_completion`]) until it reports
+    /// [`Status::ShutDown`] or fails with [`NvmeError::ShutdownTimeout`].
+    /// New requests fail at once from the first call on.
+    pub fn shutdown(&mut self, now: u64) -> Status {
+        self.now = now;
+        match self.state {
+            State::Ready => {
+                self.shutting_down = true;
+                if self.free_command_ids.len() < self.slots.len() {
+                    self.reap();
+                    return self.status();
+                }
+                let result = self.device.read32(REGISTERS_BAR, REG_CC).and_then(|cc| {
+                    let cc = (cc & !CC_SHN_MASK) | CC_SHN_NORMAL;
+                    self.device.write32(REGISTERS_BAR, REG_CC, cc)
+                });
+                match result {
+                    Ok(()) => {
+                        self.state = State::ShuttingDown {
+                            deadline: now.saturating_add(self.config.shutdown_timeout_ms),
+                        }
+                    }
+                    Err(error) => self.fail(error.into()),
+                }
+            }
+            State::ShuttingDown { deadline } => match self.device.read32(REGISTERS_BAR, REG_CSTS) {
+                Ok(u32::MAX) => self.fail(NvmeError::DeviceGone),
+                Ok(csts) if csts & CSTS_SHST_MASK == CSTS_SHST_COMPLETE => {
+                    self.device.disable_interrupts();
+                    self.state = State::ShutDown;
+                }
+                Ok(_) if now >= deadline => self.fail(NvmeError::ShutdownTimeout),
+                Ok(_) => {}
+                Err(error) => self.fail(error.into()),
+            },
+            _ => {}
+        }
+        self.status()
     }
 
     /// Time allowed for CSTS.RDY to change: CAP.TO, at least 500 ms.
@@ -1074,8 +1140,8 @@ impl<D: PciDevice> BlockDevice for Nvme<D> {
 
     fn submit(&mut self, tag: IoTag, request: IoRequest) -> Result<(), SubmitError> {
         match self.state {
-            State::Ready => {}
-            State::Failed(_) => {
+            State::Ready if !self.shutting_down => {}
+            State::Ready | State::ShuttingDown { .. } | State::ShutDown | State::Failed(_) => {
                 return self.fail_request(tag, request);
             }
             _ => return Err(SubmitError::Refused(request)),
@@ -1100,7 +1166,7 @@ impl<D: PciDevice> BlockDevice for Nvme<D> {
 }
 
 impl<D: PciDevice> Nvme<D> {
-    /// A stopped driver fails every request at once.
+    /// A stopped or stopping driver fails every request at once.
     fn fail_request(&mut self, tag: IoTag, request: IoRequest) -> Result<(), SubmitError> {
         let buffer = match request {
             IoRequest::Read { buffer, .. } | IoRequest::Write { buffer, .. } => buffer,

@@ -27,6 +27,14 @@ pub const CC_EN: u32 = 1;
 /// completion entries), CC.MPS = 0 (4 KiB pages), CC.CSS = 0 (NVM command
 /// set), CC.AMS = 0 (round robin).
 pub const CC_CONFIGURATION: u32 = (6 << 16) | (4 << 20);
+/// CC.SHN = 01: normal shutdown notification.
+pub const CC_SHN_NORMAL: u32 = 1 << 14;
+/// CC.SHN field mask.
+pub const CC_SHN_MASK: u32 = 3 << 14;
+/// CSTS.SHST field mask.
+pub const CSTS_SHST_MASK: u32 = 3 << 2;
+/// CSTS.SHST = 10: shutdown processing complete.
+pub const CSTS_SHST_COMPLETE: u32 = 2 << 2;
 /// CSTS.RDY: ready.
 pub const CSTS_RDY: u32 = 1;
 /// CSTS.CFS: controller fatal status.

@@ -454,3 +454,45 @@ fn running_out_of_dma_memory_never_hangs() {
     assert_eq!(nvme.status(), Status::Ready);
     assert!(model.faults().is_empty(), "{:?}", model.faults());
 }
+
+#[test]
+fn shutdown_writes_back_the_cache_after_what_is_in_flight() {
+    let (mut nvme, model) = ready(Options::default(), Config::new(1));
+    write(&mut nvme, &model, 0, vec![8; 4096]);
+    let request = IoRequest::Write {
+        sector: 8,
+        buffer: vec![9; 512],
+    };
+    nvme.submit(IoTag(1), request).unwrap();
+    // A command in flight: shutdown waits for it, and takes no new ones.
+    assert_eq!(nvme.shutdown(0), Status::Ready);
+    nvme.submit(IoTag(2), IoRequest::Flush).unwrap();
+    let refused = nvme.poll_completion().unwrap();
+    assert_eq!(
+        (refused.tag, refused.result),
+        (IoTag(2), Err(IoError::Media))
+    );
+    model.process();
+    assert_eq!(nvme.poll_completion().unwrap().result, Ok(()));
+    assert_eq!(&model.power_cut()[..4096], &[0; 4096][..]);
+    assert_eq!(nvme.shutdown(1), Status::ShuttingDown);
+    assert_eq!(nvme.shutdown(2), Status::ShutDown);
+    assert_eq!(&model.power_cut()[..4096], &[8; 4096][..]);
+    assert_eq!(&model.power_cut()[4096..4608], &[9; 512][..]);
+    assert!(model.faults().is_empty(), "{:?}", model.faults());
+}
+
+#[test]
+fn a_shutdown_that_never_finishes_times_out() {
+    let options = Options {
+        stuck_shutdown: true,
+        ..Options::default()
+    };
+    let (mut nvme, _model) = ready(options, Config::new(1));
+    assert_eq!(nvme.shutdown(100), Status::ShuttingDown);
+    assert_eq!(nvme.shutdown(5_099), Status::ShuttingDown);
+    assert_eq!(
+        nvme.shutdown(5_100),
+        Status::Failed(NvmeError::ShutdownTimeout)
+    );
+}

@@ -51,6 +51,8 @@ pub struct Options {
     pub stuck_not_ready: bool,
     /// RDY never clears after disabling.
     pub stuck_ready: bool,
+    /// A normal shutdown never completes.
+    pub stuck_shutdown: bool,
     /// The controller starts enabled (as firmware or a previous driver left it).
     pub start_enabled: bool,
     /// Interrupt modes the platform can provide.
@@ -74,6 +76,7 @@ impl Default for Options {
             ready_after_reads: 2,
             stuck_not_ready: false,
             stuck_ready: false,
+            stuck_shutdown: false,
             start_enabled: false,
             interrupt_modes: vec![InterruptMode::MsiX],
             namespaces: 1,
@@ -367,7 +370,13 @@ impl Controller {
 
     fn write_cc(&mut self, value: u32) {
         let was = self.cc & 1;
+        let shutdown = value & (3 << 14) == 1 << 14 && self.cc & (3 << 14) == 0;
         self.cc = value;
+        if shutdown && value & 1 == 1 && !self.options.stuck_shutdown {
+            // Normal shutdown: the volatile cache is written back.
+            self.durable.copy_from_slice(&self.media);
+            self.csts = (self.csts & !(3 << 2)) | (2 << 2);
+        }
         if was == 1 && value & 1 == 0 {
             self.reset();
             self.reads_until_ready_change = self.options.ready_after_reads;
