@@ -268,6 +268,8 @@ pub struct Netback<P: Platform> {
     switch: Switch,
     next_port: u32,
     started: bool,
+    /// Bytes in all RX backlogs together (bounded by `backlog.bytes_engine`).
+    backlog_bytes: usize,
 }
 
 impl<P: Platform> Netback<P> {
@@ -286,6 +288,7 @@ impl<P: Platform> Netback<P> {
             switch,
             next_port: 1,
             started: false,
+            backlog_bytes: 0,
         }
     }
 
@@ -417,7 +420,7 @@ impl<P: Platform> Netback<P> {
                 None => continue,
             };
             for queue in 0..queues {
-                match self.receive_queue(platform, *address, queue) {
+                match self.receive_queue(platform, *address, queue, now) {
                     Ok((frames, more)) => {
                         outcome.rx_frames += frames;
                         outcome.more_work |= more;
@@ -449,6 +452,12 @@ impl<P: Platform> Netback<P> {
                 last_error: vif.last_error.clone(),
             })
             .collect()
+    }
+
+    /// Bytes of frames waiting in RX backlogs for frontends' buffers, all
+    /// vifs together.
+    pub fn backlog_bytes(&self) -> usize {
+        self.backlog_bytes
     }
 
     /// The counters of the uplink port.
@@ -677,6 +686,7 @@ impl<P: Platform> Netback<P> {
         };
         let port = vif.port;
         for mut queue in datapath.queues {
+            self.backlog_bytes -= queue.backlog.bytes();
             let dropped = queue.backlog.clear();
             for _ in 0..dropped {
                 self.switch.count_drop(port);
@@ -831,8 +841,10 @@ impl<P: Platform> Netback<P> {
         platform: &mut P,
         address: DeviceAddress,
         queue_index: usize,
+        now: Duration,
     ) -> Result<(usize, bool), ProtocolError> {
         let budget = self.config.rx_budget;
+        let timeout = self.config.backlog.timeout;
         let Some(vif) = self.vifs.get_mut(&VifKey::of(address)) else {
             return Ok((0, false));
         };
@@ -845,20 +857,54 @@ impl<P: Platform> Netback<P> {
             return Ok((0, false));
         };
         let frontend_id = address.frontend_id;
+        let bytes_before = queue.backlog.bytes();
+        let result = Self::fill_rx_ring(
+            platform,
+            &mut self.switch,
+            port,
+            &mut vif.counters,
+            features,
+            queue,
+            frontend_id,
+            budget,
+            now.checked_sub(timeout),
+        );
+        self.backlog_bytes -= bytes_before - queue.backlog.bytes();
+        result
+    }
+
+    /// The body of [`receive_queue`](Self::receive_queue), on borrowed parts.
+    #[allow(clippy::too_many_arguments)]
+    fn fill_rx_ring(
+        platform: &mut P,
+        switch: &mut Switch,
+        port: PortId,
+        counters: &mut VifCounters,
+        features: FrontendFeatures,
+        queue: &mut Queue<P::Mapping>,
+        frontend_id: DomId,
+        budget: usize,
+        expire_before: Option<Duration>,
+    ) -> Result<(usize, bool), ProtocolError> {
+        if let Some(deadline) = expire_before {
+            for _ in 0..queue.backlog.expire(deadline) {
+                switch.count_drop(port);
+            }
+        }
         let mut delivered = 0;
         let mut pushed = false;
         let mut more = false;
-        while let Some((source, frame)) = queue.backlog.pop() {
+        while let Some((source, queued, frame)) = queue.backlog.pop() {
             if delivered == budget {
-                queue.backlog.unpop(source, frame);
+                queue.backlog.unpop(source, queued, frame);
                 more = true;
                 break;
             }
             let data_slots = frame.data.len().div_ceil(PAGE_SIZE).max(1);
             let slots = data_slots + usize::from(frame.gso.is_some());
             if (!features.sg && data_slots > 1) || slots > XEN_NETIF_NR_SLOTS_MIN {
-                vif.counters.rx_undeliverable += 1;
-                self.switch.count_error(port);
+                counters.rx_undeliverable += 1;
+                switch.count_error(port);
                 continue;
             }
             let slots = slots as u32;
@@ -872,7 +918,7 @@ impl<P: Platform> Netback<P> {
                 core::sync::atomic::fence(core::sync::atomic::Ordering::SeqCst);
                 available = queue.rx.unconsumed_requests().map_err(ring_error)?;
                 if available < slots {
-                    queue.backlog.unpop(source, frame);
+                    queue.backlog.unpop(source, queued, frame);
                     break;
                 }
             }
@@ -891,10 +937,10 @@ impl<P: Platform> Netback<P> {
             pushed = true;
             if ok {
                 delivered += 1;
-                self.switch.count_sent(port, frame.data.len());
+                switch.count_sent(port, frame.data.len());
             } else {
-                vif.counters.rx_grant_errors += 1;
-                self.switch.count_error(port);
+                counters.rx_grant_errors += 1;
+                switch.count_error(port);
             }
         }
         if pushed && queue.rx.push_responses_and_check_notify() {
@@ -914,7 +960,9 @@ impl<P: Platform> Netback<P> {
     ) {
         match self.switch.forward(ingress, &frame.data, now) {
             crate::switch::Forward::Discard => {}
-            crate::switch::Forward::Unicast(port) => self.deliver(port, ingress, frame, uplink),
+            crate::switch::Forward::Unicast(port) => {
+                self.deliver(port, ingress, frame, uplink, now)
+            }
             crate::switch::Forward::Flood(ports) => {
                 let last = ports.len().saturating_sub(1);
                 let mut frame = Some(frame);
@@ -925,7 +973,7 @@ impl<P: Platform> Netback<P> {
                         frame.clone()
                     };
                     if let Some(copy) = copy {
-                        self.deliver(port, ingress, copy, uplink);
+                        self.deliver(port, ingress, copy, uplink, now);
                     }
                 }
             }
@@ -940,6 +988,7 @@ impl<P: Platform> Netback<P> {
         ingress: PortId,
         frame: Frame,
         uplink: &mut impl NetDevice,
+        now: Duration,
     ) {
         if port == UPLINK_PORT {
             let offloads = uplink.offloads();
@@ -978,9 +1027,16 @@ impl<P: Platform> Netback<P> {
         };
         let limits = &self.config.backlog;
         let switch = &mut self.switch;
+        let backlog_bytes = &mut self.backlog_bytes;
         let result = adapt_for(frame, &offloads, |out| {
-            if queue.backlog.push(ingress, out, limits).is_err() {
+            let length = out.data.len();
+            if *backlog_bytes + length > limits.bytes_engine {
                 switch.count_drop(port);
+                return;
+            }
+            match queue.backlog.push(ingress, out, now, limits) {
+                Ok(()) => *backlog_bytes += length,
+                Err(_) => switch.count_drop(port),
             }
         });
         if let Err(error) = result {

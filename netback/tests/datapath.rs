@@ -478,3 +478,43 @@ fn more_vifs_than_allowed_are_left_alone() {
     );
     assert_eq!(c.backend_state(), Some(XenbusState::Initialising));
 }
+
+#[test]
+fn frames_for_a_frontend_that_posts_no_buffers_expire_and_memory_is_bounded() {
+    let config = netback::Config {
+        backlog: netback::BacklogLimits {
+            bytes_engine: 64 * 1024,
+            timeout: std::time::Duration::from_secs(1),
+            ..netback::BacklogLimits::default()
+        },
+        ..netback::Config::default()
+    };
+    let mut world = World::with_config(config);
+    let (mut sender, _) = world.guest("sender", NetfrontConfig::linux());
+    let sink_config = NetfrontConfig {
+        rx_buffers: 0,
+        ..NetfrontConfig::gnu_mach()
+    };
+    let (mut sink, _) = world.guest("sink", sink_config);
+    for seed in 0..100u8 {
+        let frame = raw_frame(mac_of(&sink), mac_of(&sender), 1500, seed);
+        sender.send(0, &frame, TxOptions::default()).unwrap();
+        world.settle(&mut [&mut sender, &mut sink]);
+    }
+    // The engine-wide bound holds: 43 frames fit in 64 KiB, the rest drop.
+    assert!(world.netback.backlog_bytes() <= 64 * 1024);
+    assert_eq!(world.vif(&sink).port_counters.drops, 100 - 43);
+    // After the timeout the waiting frames are dropped too.
+    world.now += std::time::Duration::from_secs(2);
+    world.step();
+    assert_eq!(world.netback.backlog_bytes(), 0);
+    assert_eq!(world.vif(&sink).port_counters.drops, 100);
+    assert!(sink.take_received().is_empty());
+    // A buffer posted now gets only new frames.
+    let fresh = raw_frame(mac_of(&sink), mac_of(&sender), 100, 200);
+    sender.send(0, &fresh, TxOptions::default()).unwrap();
+    let gref = sink.grant_writable_page().unwrap();
+    sink.push_raw_rx(0, gref).unwrap();
+    world.settle(&mut [&mut sender, &mut sink]);
+    assert_eq!(only_frame(sink.take_received()).data, fresh);
+}
