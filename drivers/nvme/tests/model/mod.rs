@@ -261,6 +261,34 @@ impl Model {
     pub fn post_bogus_completion(&self, command_id: u16) {
         self.0.borrow_mut().post(1, command_id, 0, 0);
     }
+    /// Posts an entry of arbitrary contents (with the current phase tag, so
+    /// the driver takes it) to I/O completion queue 1, if it has room.
+    pub fn post_garbage(&self, words: [u32; 4]) {
+        let mut controller = self.0.borrow_mut();
+        if !controller.completion.contains_key(&1) || controller.cq_full(1) {
+            return;
+        }
+        let queue = &controller.completion[&1];
+        let phase = u32::from(queue.phase) << 16;
+        let address = queue.base + u64::from(queue.tail) * 16;
+        let mut entry = [0u8; 16];
+        let dw3 = (words[3] & !(1 << 16)) | phase;
+        for (index, word) in [words[0], words[1], words[2], dw3].iter().enumerate() {
+            entry[4 * index..4 * index + 4].copy_from_slice(&word.to_le_bytes());
+        }
+        let queue = controller.completion.get_mut(&1).unwrap();
+        queue.tail += 1;
+        if queue.tail == queue.entries {
+            queue.tail = 0;
+            queue.phase = !queue.phase;
+        }
+        controller.dma_write(address, &entry);
+        controller.raise();
+    }
+    /// Whether vector 0 is masked (fired and not yet unmasked).
+    pub fn masked(&self) -> bool {
+        self.0.borrow().masked
+    }
     pub fn faults(&self) -> Vec<String> {
         self.0.borrow().faults.clone()
     }
