@@ -33,6 +33,7 @@ mod backend;
 mod backlog;
 pub mod device;
 pub mod frame;
+pub mod hash;
 pub mod switch;
 pub mod tx;
 pub mod wire;
