@@ -73,8 +73,18 @@ fn timeout_for(tests: usize) -> Duration {
 fn e2e(root: PathBuf, words: &[String]) -> Result<bool, String> {
     let tests = catalogue::select(words)?;
     let rig = rig::Rig::new(root);
-    rig.prepare()?;
-    let boot = rig.boot("e2e", &tests, timeout_for(tests.len()))?;
+    let boot = match rig
+        .prepare()
+        .and_then(|()| rig.boot("e2e", &tests, timeout_for(tests.len())))
+    {
+        Ok(boot) => boot,
+        Err(message) => {
+            // The summary line stays the last line, whatever went wrong.
+            eprintln!("xtask: {message}");
+            println!("0 passed, {} failed", tests.len());
+            return Ok(false);
+        }
+    };
     let results = rig::results(&boot, &tests);
 
     println!();
