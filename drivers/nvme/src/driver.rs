@@ -218,7 +218,8 @@ struct Pending<B> {
 struct Slot<B> {
     request: usize,
     prp_list: Option<B>,
-    submitted_at: u64,
+    /// The time of the first [`Nvme::tick`] after submission.
+    first_seen: Option<u64>,
 }
 
 /// An NVMe controller serving one namespace. Create it with [`Nvme::new`],
@@ -312,8 +313,8 @@ impl<D: PciDevice> Nvme<D> {
     /// [`Status::Starting`].
     pub fn poll_bring_up(&mut self, now: u64) -> Status {
         self.now = now;
-        // Bring-up has five stages before Ready; each loop turn either
-        // advances one or stops.
+        // Bring-up passes through eight states before Ready; each turn
+        // either advances one or stops.
         for _ in 0..8 {
             let before = self.state;
             if let Err(error) = self.step_bring_up() {
@@ -328,7 +329,10 @@ impl<D: PciDevice> Nvme<D> {
 
     /// Notes the time and checks the controller's health: a fatal status,
     /// a vanished device, or a command in flight longer than
-    /// [`Config::io_timeout_ms`] stops the driver.
+    /// [`Config::io_timeout_ms`] stops the driver. A command's age counts
+    /// from the first tick that sees it, so it is never declared stuck
+    /// early, and at most one tick interval late: call this every second or
+    /// so.
     pub fn tick(&mut self, now: u64) -> Status {
         self.now = now;
         if self.state != State::Ready {
@@ -339,11 +343,11 @@ impl<D: PciDevice> Nvme<D> {
             return self.status();
         }
         let timeout = self.config.io_timeout_ms;
-        let stuck = self
-            .slots
-            .iter()
-            .flatten()
-            .any(|slot| now.saturating_sub(slot.submitted_at) > timeout);
+        let mut stuck = false;
+        for slot in self.slots.iter_mut().flatten() {
+            let first_seen = *slot.first_seen.get_or_insert(now);
+            stuck |= now.saturating_sub(first_seen) > timeout;
+        }
         if stuck {
             self.fail(NvmeError::IoTimeout);
         }
@@ -999,7 +1003,7 @@ impl<D: PciDevice> Nvme<D> {
         self.slots[usize::from(command_id)] = Some(Slot {
             request,
             prp_list,
-            submitted_at: self.now,
+            first_seen: None,
         });
         let result = match self.io.as_mut() {
             Some(queue) => write_entry(queue, &command),

@@ -366,8 +366,10 @@ fn a_stuck_command_times_out_and_keeps_its_buffers() {
     .unwrap();
     model.process();
     assert!(nvme.poll_completion().is_none());
-    assert_eq!(nvme.tick(1_500), Status::Ready);
-    assert_eq!(nvme.tick(1_501), Status::Failed(NvmeError::IoTimeout));
+    // The age counts from the first tick that sees the command.
+    assert_eq!(nvme.tick(1_000), Status::Ready);
+    assert_eq!(nvme.tick(2_000), Status::Ready);
+    assert_eq!(nvme.tick(2_001), Status::Failed(NvmeError::IoTimeout));
     let failed = nvme.poll_completion().unwrap();
     assert_eq!((failed.tag, failed.result), (IoTag(1), Err(IoError::Media)));
     assert_eq!(failed.buffer, vec![1; 12288]);
