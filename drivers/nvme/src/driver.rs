@@ -750,7 +750,9 @@ impl<D: PciDevice> Nvme<D> {
                 .size_blocks
                 .checked_shl(u32::from(namespace.block_shift))
                 .filter(|bytes| bytes >> namespace.block_shift == namespace.size_blocks)
-                .unwrap_or(u64::MAX / SECTOR_SIZE * SECTOR_SIZE)
+                // A size that does not fit is cut to whole blocks that do;
+                // the controller refuses what lies beyond its real end.
+                .unwrap_or(u64::MAX >> namespace.block_shift << namespace.block_shift)
         })
     }
 

@@ -217,3 +217,37 @@ fn requests_before_bring_up_are_refused() {
         Err(SubmitError::Refused(IoRequest::Flush))
     ));
 }
+
+#[test]
+fn an_impossible_namespace_size_gets_errors_not_panics() {
+    // 2^64 - 1 blocks of 4 KiB do not fit 64 bits of bytes.
+    let options = Options {
+        block_shift: 12,
+        namespace_blocks: 16,
+        reported_blocks: Some(u64::MAX),
+        ..Options::default()
+    };
+    let (mut nvme, model) = ready(options, Config::new(1));
+    let sectors = nvme.info().sectors;
+    assert_eq!(sectors, u64::MAX / 512 / 8 * 8);
+    // Past the real medium the controller answers LBA Out of Range.
+    let request = IoRequest::Read {
+        sector: 1 << 40,
+        buffer: vec![0; 4096],
+    };
+    nvme.submit(blkback::IoTag(1), request).unwrap();
+    model.process();
+    let completion = nvme.poll_completion().unwrap();
+    assert_eq!(completion.result, Err(blkback::IoError::Media));
+    let request = IoRequest::Read {
+        sector: sectors - 8,
+        buffer: vec![0; 4096],
+    };
+    nvme.submit(blkback::IoTag(2), request).unwrap();
+    model.process();
+    assert_eq!(
+        nvme.poll_completion().unwrap().result,
+        Err(blkback::IoError::Media)
+    );
+    assert_eq!(nvme.status(), Status::Ready);
+}

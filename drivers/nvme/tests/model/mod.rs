@@ -57,6 +57,8 @@ pub struct Options {
     pub start_enabled: bool,
     /// Interrupt modes the platform can provide.
     pub interrupt_modes: Vec<InterruptMode>,
+    /// NSZE reported by Identify Namespace instead of the real size.
+    pub reported_blocks: Option<u64>,
     /// Number of namespaces (NN).
     pub namespaces: u32,
     pub seed: u64,
@@ -79,6 +81,7 @@ impl Default for Options {
             stuck_shutdown: false,
             start_enabled: false,
             interrupt_modes: vec![InterruptMode::MsiX],
+            reported_blocks: None,
             namespaces: 1,
             seed: 1,
         }
@@ -682,7 +685,10 @@ impl Controller {
                             return (0x0b, 0); // Invalid Namespace or Format
                         }
                         if nsid == 1 {
-                            let blocks = self.options.namespace_blocks;
+                            let blocks = self
+                                .options
+                                .reported_blocks
+                                .unwrap_or(self.options.namespace_blocks);
                             data[0..8].copy_from_slice(&blocks.to_le_bytes());
                             data[8..16].copy_from_slice(&blocks.to_le_bytes());
                             data[25] = 0;
