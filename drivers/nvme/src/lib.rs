@@ -31,6 +31,8 @@ extern crate alloc;
 
 mod disk_spec;
 mod driver;
+#[cfg(feature = "model")]
+pub mod model;
 pub mod spec;
 
 pub use disk_spec::{DiskSpec, DiskSpecError, MAX_NAME_LEN};

@@ -4,7 +4,6 @@
 //! grants, flush and discard.
 
 mod common;
-mod model;
 
 use blkback::{Blkback, Config as BlkbackConfig};
 use nvme::spec::nvm;
@@ -14,7 +13,7 @@ use xensim::frontend::blk::{BlkOp, Blkfront, BlkfrontConfig, Completion, RSP_ERR
 use xensim::{Domain, Hypervisor, VbdConfig};
 
 use common::{pattern, ready};
-use model::{Model, Options};
+use nvme::model::{Model, Options};
 
 struct Rig {
     xen: Hypervisor,

@@ -2,14 +2,13 @@
 //! creation, and every way a controller can refuse to come up.
 
 mod common;
-mod model;
 
 use blkback::{BlockDevice, IoRequest, SubmitError};
 use nvme::{Config, Nvme, NvmeError, Status};
 use pcidev::{capabilities, register, CapabilityId, ConfigSpace, InterruptMode};
 
 use common::{bring_up, read, ready, write};
-use model::{Model, Options};
+use nvme::model::{Model, Options};
 
 #[test]
 fn comes_up_and_describes_the_namespace() {

@@ -4,7 +4,6 @@
 //! the driver carries on or stops.
 
 mod common;
-mod model;
 
 use std::collections::HashMap;
 
@@ -12,7 +11,7 @@ use blkback::{BlockDevice, IoRequest, IoTag, SubmitError};
 use nvme::{Config, Status};
 
 use common::{pattern, ready};
-use model::Options;
+use nvme::model::Options;
 
 #[test]
 fn arbitrary_completions_never_lose_or_duplicate_a_request() {

@@ -3,7 +3,6 @@
 //! what a broken controller gets.
 
 mod common;
-mod model;
 
 use std::collections::HashMap;
 
@@ -12,7 +11,7 @@ use nvme::spec::nvm;
 use nvme::{Config, Nvme, NvmeError, Status};
 
 use common::{complete, pattern, read, ready, run_one, write};
-use model::{Model, Options, Starved};
+use nvme::model::{Model, Options, Starved};
 
 /// Random reads and writes, up to a queue's worth in flight, completed in a
 /// random order, checked against a plain copy of the disk.

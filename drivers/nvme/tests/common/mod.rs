@@ -5,7 +5,7 @@ use blkback::{BlockDevice, IoCompletion, IoRequest, IoTag};
 use nvme::{Config, Nvme, Status};
 use pcidev::PciDevice;
 
-use crate::model::{Model, Options};
+use nvme::model::{Model, Options};
 
 /// Polls bring-up (time standing still) until it settles.
 pub fn bring_up<D: PciDevice>(nvme: &mut Nvme<D>) -> Status {

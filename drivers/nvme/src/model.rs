@@ -1,5 +1,6 @@
 //! A behavioural NVMe controller over plain memory, implementing the
-//! `pcidev` traits, for host tests of the driver.
+//! `pcidev` traits, for host tests of the driver here and in the crates
+//! that wire it (feature `model`).
 //!
 //! It follows the specification where the driver depends on it: CC.EN and
 //! CSTS.RDY, the admin queue registers, doorbells with their stride,
@@ -17,17 +18,21 @@
 //! Fetched commands are executed when the test calls [`Model::process`]
 //! (in a seeded random order, so completions come back out of order) or,
 //! with [`Model::set_auto`], as soon as the doorbell is rung.
-#![allow(dead_code)]
 
-use std::cell::RefCell;
-use std::collections::{BTreeMap, HashMap, HashSet, VecDeque};
-use std::rc::Rc;
+use alloc::collections::{BTreeMap, BTreeSet, VecDeque};
+use alloc::format;
+use alloc::rc::Rc;
+use alloc::string::String;
+use alloc::vec;
+use alloc::vec::Vec;
+use core::cell::RefCell;
 
 use pcidev::{
     check_range, check_register, BusAddress, ConfigSpace, Dma, DmaBuffer, InterruptMode,
     Interrupts, Mmio, PciError,
 };
 
+/// The memory page size.
 pub const PAGE: usize = 4096;
 const BAR_LEN: u64 = 0x2000;
 const DMA_BASE: u64 = 0x1_0000_0000;
@@ -35,15 +40,21 @@ const DMA_BASE: u64 = 0x1_0000_0000;
 /// Everything the tests can tune or break.
 #[derive(Debug, Clone)]
 pub struct Options {
+    /// Size of namespace 1 in blocks.
     pub namespace_blocks: u64,
+    /// Blocks are `1 << block_shift` bytes.
     pub block_shift: u8,
     /// CAP.MQES + 1.
     pub max_queue_entries: u32,
     /// CAP.TO in 500 ms units.
     pub timeout_units: u8,
+    /// CAP.DSTRD.
     pub doorbell_stride: u8,
+    /// Identify Controller MDTS.
     pub mdts: u8,
+    /// ONCS: Dataset Management is supported.
     pub dataset_management: bool,
+    /// VWC: writes sit in a volatile cache until a Flush or a shutdown.
     pub volatile_write_cache: bool,
     /// CSTS reads after an EN change before RDY follows.
     pub ready_after_reads: u32,
@@ -61,6 +72,7 @@ pub struct Options {
     pub reported_blocks: Option<u64>,
     /// Number of namespaces (NN).
     pub namespaces: u32,
+    /// Seed of the order in which fetched commands are executed.
     pub seed: u64,
 }
 
@@ -111,12 +123,12 @@ struct Fetched {
 }
 
 #[derive(Default)]
-pub struct Stats {
-    pub commands: HashMap<u8, u64>,
-    pub most_in_flight: usize,
-    pub interrupts: u64,
-    pub prp_list_pages: u64,
-    pub deallocated_blocks: u64,
+struct Stats {
+    commands: BTreeMap<u8, u64>,
+    most_in_flight: usize,
+    interrupts: u64,
+    prp_list_pages: u64,
+    deallocated_blocks: u64,
 }
 
 struct Controller {
@@ -131,7 +143,7 @@ struct Controller {
     submission: BTreeMap<u16, SubmissionQueue>,
     completion: BTreeMap<u16, CompletionQueue>,
     fetched: Vec<Fetched>,
-    in_flight: HashSet<(u16, u16)>,
+    in_flight: BTreeSet<(u16, u16)>,
     dma: BTreeMap<u64, Rc<RefCell<Vec<u8>>>>,
     next_dma: u64,
     media: Vec<u8>,
@@ -188,6 +200,8 @@ fn le64(data: &[u8], at: usize) -> u64 {
 }
 
 impl Model {
+    /// A disabled controller (or an enabled one, per the options) with a
+    /// zeroed namespace 1.
     pub fn new(options: Options) -> Self {
         let bytes = (options.namespace_blocks << options.block_shift) as usize;
         let mut config = [0u8; 256];
@@ -213,7 +227,7 @@ impl Model {
             submission: BTreeMap::new(),
             completion: BTreeMap::new(),
             fetched: Vec::new(),
-            in_flight: HashSet::new(),
+            in_flight: BTreeSet::new(),
             dma: BTreeMap::new(),
             next_dma: DMA_BASE,
             media: vec![0; bytes],
@@ -292,12 +306,15 @@ impl Model {
     pub fn masked(&self) -> bool {
         self.0.borrow().masked
     }
+    /// What the driver did wrong, in order; empty for a correct driver.
     pub fn faults(&self) -> Vec<String> {
         self.0.borrow().faults.clone()
     }
+    /// The namespace's contents, cache included.
     pub fn media(&self) -> Vec<u8> {
         self.0.borrow().media.clone()
     }
+    /// Sets the namespace's contents (all of it, durably).
     pub fn fill_media(&self, data: &[u8]) {
         let mut controller = self.0.borrow_mut();
         controller.media.copy_from_slice(data);
@@ -307,6 +324,7 @@ impl Model {
     pub fn power_cut(&self) -> Vec<u8> {
         self.0.borrow().durable.clone()
     }
+    /// How many I/O commands with `opcode` were executed.
     pub fn commands(&self, opcode: u8) -> u64 {
         self.0
             .borrow()
@@ -316,15 +334,19 @@ impl Model {
             .copied()
             .unwrap_or(0)
     }
+    /// The most commands fetched and not yet completed at once.
     pub fn most_in_flight(&self) -> usize {
         self.0.borrow().stats.most_in_flight
     }
+    /// How many PRP list pages were walked.
     pub fn prp_list_pages(&self) -> u64 {
         self.0.borrow().stats.prp_list_pages
     }
+    /// How many interrupts were delivered.
     pub fn interrupts_raised(&self) -> u64 {
         self.0.borrow().stats.interrupts
     }
+    /// How many blocks Dataset Management deallocated.
     pub fn deallocated_blocks(&self) -> u64 {
         self.0.borrow().stats.deallocated_blocks
     }
@@ -332,9 +354,11 @@ impl Model {
     pub fn dma_buffers(&self) -> usize {
         self.0.borrow().dma.len()
     }
+    /// Commands fetched and not yet completed.
     pub fn in_flight(&self) -> usize {
         self.0.borrow().in_flight.len()
     }
+    /// CC.EN.
     pub fn enabled(&self) -> bool {
         self.0.borrow().cc & 1 == 1
     }
@@ -953,8 +977,11 @@ impl Dma for Model {
     type Buffer = Buffer;
 
     fn allocate(&mut self, len: usize, align: usize) -> Result<Buffer, PciError> {
-        assert!(align.is_power_of_two() && align <= PAGE);
         let mut controller = self.0.borrow_mut();
+        if !align.is_power_of_two() || align > PAGE {
+            controller.fault(format!("allocation aligned to {align}"));
+            return Err(PciError::OutOfMemory);
+        }
         let bus = controller.next_dma;
         // Addresses are never reused, so DMA after free is always caught.
         controller.next_dma += (len.max(1).div_ceil(PAGE) * PAGE) as u64 + PAGE as u64;
@@ -1014,9 +1041,11 @@ impl Interrupts for Model {
     }
 }
 
-/// Also allocate-failing: a platform out of DMA memory.
+/// The model behind a platform that runs out of DMA memory.
 pub struct Starved {
+    /// The controller.
     pub model: Model,
+    /// Allocations that succeed before every further one fails.
     pub allocations_left: usize,
 }
 
