@@ -25,8 +25,10 @@ use xenbus::platform::{
 use xenbus::value;
 
 use crate::backlog::{Backlog, BacklogLimits};
+use crate::control::{self, CTRL_SLOT_SIZE};
 use crate::device::NetDevice;
 use crate::frame::{adapt_for, ChecksumState, Frame, MacAddress, Offloads};
+use crate::hash::HashConfig;
 use crate::switch::{PortCounters, PortId, Switch, SwitchConfig};
 use crate::tx::{parse_tx_packet, SlotAnswer, TxLimits, TxPacket, TxParse};
 use crate::wire::{
@@ -59,6 +61,8 @@ pub struct Config {
     pub rx_budget: usize,
     /// Frames taken from the uplink per poll.
     pub uplink_budget: usize,
+    /// Requests answered on one control ring per poll.
+    pub control_budget: usize,
     /// Per-packet slot limits on the TX ring.
     pub tx_limits: TxLimits,
     /// Bounds of each RX queue's backlog.
@@ -81,6 +85,7 @@ impl Default for Config {
             tx_budget: 64,
             rx_budget: 128,
             uplink_budget: 64,
+            control_budget: 16,
             tx_limits: TxLimits::default(),
             backlog: BacklogLimits::default(),
             switch: SwitchConfig::default(),
@@ -210,9 +215,17 @@ struct Queue<M> {
     backlog: Backlog,
 }
 
+struct ControlRing<M> {
+    ring: BackRing<RingPage<M>>,
+    mapping: Rc<M>,
+    port: EvtchnPort,
+}
+
 struct Datapath<M> {
     features: FrontendFeatures,
     queues: Vec<Queue<M>>,
+    control: Option<ControlRing<M>>,
+    hash: HashConfig,
 }
 
 struct Vif<M> {
@@ -367,6 +380,14 @@ impl<P: Platform> Netback<P> {
     ) -> PollOutcome {
         let mut outcome = PollOutcome::default();
         let addresses: Vec<DeviceAddress> = self.vifs.keys().map(|key| key.address()).collect();
+
+        // Control rings.
+        for address in &addresses {
+            match self.serve_control(platform, *address) {
+                Ok(more) => outcome.more_work |= more,
+                Err(error) => self.protocol_failure(platform, *address, &error.0),
+            }
+        }
 
         // Guest transmit, queue by queue.
         for address in &addresses {
@@ -565,7 +586,8 @@ impl<P: Platform> Netback<P> {
                 }
             };
             let max_queues = self.config.max_queues.max(1).to_string();
-            let features: [(&str, &str); 8] = [
+            let features: [(&str, &str); 9] = [
+                ("feature-ctrl-ring", "1"),
                 ("feature-sg", "1"),
                 ("feature-gso-tcpv4", "1"),
                 ("feature-gso-tcpv6", "1"),
@@ -624,6 +646,10 @@ impl<P: Platform> Netback<P> {
                             };
                             self.events.insert(queue.tx_port, target);
                             self.events.insert(queue.rx_port, target);
+                        }
+                        if let Some(control) = &datapath.control {
+                            let target = EventTarget { address, queue: 0 };
+                            self.events.insert(control.port, target);
                         }
                         vif.datapath = Some(datapath);
                         vif.counters.connects += 1;
@@ -685,6 +711,10 @@ impl<P: Platform> Netback<P> {
             return;
         };
         let port = vif.port;
+        if let Some(control) = datapath.control {
+            self.events.remove(&control.port);
+            release_control(platform, control);
+        }
         for mut queue in datapath.queues {
             self.backlog_bytes -= queue.backlog.bytes();
             let dropped = queue.backlog.clear();
@@ -715,6 +745,40 @@ impl<P: Platform> Netback<P> {
         }
         self.switch.forget_port_addresses(port);
         self.switch.unpin_port(port);
+    }
+
+    /// Answers up to `control_budget` requests on a vif's control ring;
+    /// returns whether requests are left.
+    fn serve_control(
+        &mut self,
+        platform: &mut P,
+        address: DeviceAddress,
+    ) -> Result<bool, ProtocolError> {
+        let budget = self.config.control_budget;
+        let Some(datapath) = self
+            .vifs
+            .get_mut(&VifKey::of(address))
+            .and_then(|vif| vif.datapath.as_mut())
+        else {
+            return Ok(false);
+        };
+        let queues = datapath.queues.len();
+        let Some(control) = datapath.control.as_mut() else {
+            return Ok(false);
+        };
+        let (notify, more) = control::serve(
+            &mut control.ring,
+            &mut datapath.hash,
+            queues,
+            platform,
+            address.frontend_id,
+            budget,
+        )
+        .map_err(|error| ProtocolError(format!("control ring: {error}")))?;
+        if notify {
+            platform.notify(control.port);
+        }
+        Ok(more)
     }
 
     /// Takes up to `tx_budget` packets off one TX ring. Returns the number
@@ -1016,8 +1080,12 @@ impl<P: Platform> Netback<P> {
             self.switch.count_drop(port);
             return;
         };
-        let queue_index = if datapath.queues.len() > 1 {
-            (frame.flow_hash() as usize) % datapath.queues.len()
+        let queues = datapath.queues.len();
+        let queue_index = if queues > 1 {
+            datapath
+                .hash
+                .queue_for(&frame.data, queues)
+                .unwrap_or_else(|| (frame.flow_hash() as usize) % queues)
         } else {
             0
         };
@@ -1267,6 +1335,8 @@ fn connect<P: Platform>(
     let mut datapath = Datapath {
         features,
         queues: Vec::new(),
+        control: None,
+        hash: HashConfig::default(),
     };
     for index in 0..queues {
         let prefix = if queues == 1 {
@@ -1286,7 +1356,79 @@ fn connect<P: Platform>(
         }
     }
     datapath.features = features;
+    match connect_control(platform, device) {
+        Ok(control) => datapath.control = control,
+        Err(reason) => {
+            release_queues(platform, datapath.queues);
+            return Err(reason);
+        }
+    }
     Ok(datapath)
+}
+
+/// Maps the control ring and binds its event channel if the frontend
+/// published them (`ctrl-ring-ref`, `event-channel-ctrl`).
+fn connect_control<P: Platform>(
+    platform: &mut P,
+    device: &BackendDevice,
+) -> Result<Option<ControlRing<P::Mapping>>, String> {
+    let field = |error: xenbus::backend::FieldError| format!("{error}");
+    let gref = device
+        .read_frontend_optional(platform, "ctrl-ring-ref", value::parse_grant_ref)
+        .map_err(field)?;
+    let port = device
+        .read_frontend_optional(platform, "event-channel-ctrl", value::parse_evtchn_port)
+        .map_err(field)?;
+    let (gref, remote_port) = match (gref, port) {
+        (None, None) => return Ok(None),
+        (Some(gref), Some(port)) => (gref, port),
+        _ => {
+            return Err(String::from(
+                "ctrl-ring-ref and event-channel-ctrl must come together",
+            ))
+        }
+    };
+    let frontend_id = device.frontend_id();
+    let mapping = platform
+        .map(frontend_id, &[gref], true)
+        .map_err(|error| format!("ctrl-ring-ref {gref}: cannot map: {error:?}"))?;
+    let mapping = Rc::new(mapping);
+    let ring = match BackRing::new(RingPage(mapping.clone()), CTRL_SLOT_SIZE) {
+        Ok(ring) => ring,
+        Err(error) => {
+            if let Ok(mapping) = Rc::try_unwrap(mapping) {
+                platform.unmap(mapping);
+            }
+            return Err(format!("control ring: {error}"));
+        }
+    };
+    let port = match platform.bind_interdomain(frontend_id, remote_port) {
+        Ok(port) => port,
+        Err(error) => {
+            drop(ring);
+            if let Ok(mapping) = Rc::try_unwrap(mapping) {
+                platform.unmap(mapping);
+            }
+            return Err(format!(
+                "event-channel-ctrl {remote_port}: cannot bind: {error:?}"
+            ));
+        }
+    };
+    Ok(Some(ControlRing {
+        ring,
+        mapping,
+        port,
+    }))
+}
+
+fn release_control<P: Platform>(platform: &mut P, control: ControlRing<P::Mapping>) {
+    platform.close(control.port);
+    let ControlRing { ring, mapping, .. } = control;
+    drop(ring);
+    match Rc::try_unwrap(mapping) {
+        Ok(mapping) => platform.unmap(mapping),
+        Err(_) => log::warn!("control ring mapping still shared at teardown"),
+    }
 }
 
 fn release_queues<P: Platform>(platform: &mut P, queues: Vec<Queue<P::Mapping>>) {

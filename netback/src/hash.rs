@@ -32,9 +32,8 @@ pub fn toeplitz(key: &[u8], input: &[u8]) -> u32 {
     for index in 0..8 {
         window = (window << 8) | key_byte(index);
     }
-    let mut next_key = 8;
     let mut hash: u64 = 0;
-    for &byte in input {
+    for (next_key, &byte) in (8..).zip(input) {
         for bit in 0..8 {
             if byte & (0x80 >> bit) != 0 {
                 hash ^= window;
@@ -42,7 +41,6 @@ pub fn toeplitz(key: &[u8], input: &[u8]) -> u32 {
             window <<= 1;
         }
         window |= key_byte(next_key);
-        next_key += 1;
     }
     (hash >> 32) as u32
 }

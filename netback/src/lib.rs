@@ -11,7 +11,7 @@
 //! [`xen/io/netif.h`](https://xenbits.xen.org/gitweb/?p=xen.git;a=blob;f=xen/include/public/io/netif.h):
 //! guest transmit (TX) with scatter-gather, GSO extra-info and checksum
 //! offload; guest receive (RX) by grant copy only; multiple queues; split
-//! event channels. Every vif of the domain and an uplink port are joined by
+//! event channels; the control ring with Toeplitz receive steering. Every vif of the domain and an uplink port are joined by
 //! a learning [`Switch`].
 //!
 //! The engine does no I/O of its own and never blocks: see [`Netback`] for
@@ -31,6 +31,7 @@ extern crate alloc;
 
 mod backend;
 mod backlog;
+pub mod control;
 pub mod device;
 pub mod frame;
 pub mod hash;

@@ -377,12 +377,19 @@ fn backend_publishes_the_features_it_implements_and_statistics() {
         ("feature-ipv6-csum-offload", "1"),
         ("feature-split-event-channels", "1"),
         ("multi-queue-max-queues", "4"),
+        ("feature-ctrl-ring", "1"),
         ("hotplug-status", "connected"),
         ("state", "4"),
     ] {
         assert_eq!(read(&mut dom0, key).as_deref(), Some(value), "{key}");
     }
-    assert_eq!(read(&mut dom0, "feature-ctrl-ring"), None);
+    for unimplemented in [
+        "feature-multicast-control",
+        "feature-dynamic-multicast-control",
+        "feature-xdp-headroom",
+    ] {
+        assert_eq!(read(&mut dom0, unimplemented), None);
+    }
     let frame = raw_frame(BROADCAST, mac_of(&a), 100, 0);
     a.send(0, &frame, TxOptions::default()).unwrap();
     world.settle(&mut [&mut a]);
@@ -517,4 +524,122 @@ fn frames_for_a_frontend_that_posts_no_buffers_expire_and_memory_is_bounded() {
     sink.push_raw_rx(0, gref).unwrap();
     world.settle(&mut [&mut sender, &mut sink]);
     assert_eq!(only_frame(sink.take_received()).data, fresh);
+}
+
+#[test]
+fn control_ring_hash_mapping_steers_flows_to_the_chosen_queue() {
+    use netback::control::*;
+    let mut world = World::new();
+    let config = NetfrontConfig {
+        queues: 4,
+        ..NetfrontConfig::linux()
+    };
+    let (mut linux, _) = world.guest("linux", config);
+    let (mut hurd, _) = world.guest("hurd", NetfrontConfig::gnu_mach());
+    assert!(linux.has_control_ring());
+
+    let key: Vec<u8> = (0..40u8).map(|i| i.wrapping_mul(37) ^ 0x5a).collect();
+    let key_gref = linux.grant_data(0, &key).unwrap();
+    let table: Vec<u8> = std::iter::repeat_n(2u32, 8)
+        .flat_map(u32::to_le_bytes)
+        .collect();
+    let table_gref = linux.grant_data(0, &table).unwrap();
+    let bad_table: Vec<u8> = [1u32, 7].iter().flat_map(|q| q.to_le_bytes()).collect();
+    let bad_table_gref = linux.grant_data(0, &bad_table).unwrap();
+    let requests = [
+        (CTRL_GET_HASH_FLAGS, [0, 0, 0], CTRL_STATUS_NOT_SUPPORTED, 0),
+        (
+            CTRL_SET_HASH_ALGORITHM,
+            [9, 0, 0],
+            CTRL_STATUS_INVALID_PARAMETER,
+            0,
+        ),
+        (
+            CTRL_SET_HASH_ALGORITHM,
+            [HASH_ALGORITHM_TOEPLITZ, 0, 0],
+            CTRL_STATUS_SUCCESS,
+            0,
+        ),
+        (CTRL_GET_HASH_FLAGS, [0, 0, 0], CTRL_STATUS_SUCCESS, 0xf),
+        (
+            CTRL_SET_HASH_FLAGS,
+            [0x10, 0, 0],
+            CTRL_STATUS_INVALID_PARAMETER,
+            0,
+        ),
+        (CTRL_SET_HASH_FLAGS, [0x3, 0, 0], CTRL_STATUS_SUCCESS, 0),
+        (
+            CTRL_SET_HASH_KEY,
+            [key_gref, 41, 0],
+            CTRL_STATUS_BUFFER_OVERFLOW,
+            0,
+        ),
+        (CTRL_SET_HASH_KEY, [key_gref, 40, 0], CTRL_STATUS_SUCCESS, 0),
+        (
+            CTRL_GET_HASH_MAPPING_SIZE,
+            [0, 0, 0],
+            CTRL_STATUS_SUCCESS,
+            128,
+        ),
+        (
+            CTRL_SET_HASH_MAPPING_SIZE,
+            [129, 0, 0],
+            CTRL_STATUS_INVALID_PARAMETER,
+            0,
+        ),
+        (
+            CTRL_SET_HASH_MAPPING_SIZE,
+            [8, 0, 0],
+            CTRL_STATUS_SUCCESS,
+            0,
+        ),
+        (
+            CTRL_SET_HASH_MAPPING,
+            [bad_table_gref, 2, 0],
+            CTRL_STATUS_INVALID_PARAMETER,
+            0,
+        ),
+        (
+            CTRL_SET_HASH_MAPPING,
+            [table_gref, 8, 1],
+            CTRL_STATUS_INVALID_PARAMETER,
+            0,
+        ),
+        (
+            CTRL_SET_HASH_MAPPING,
+            [4000, 8, 0],
+            CTRL_STATUS_INVALID_PARAMETER,
+            0,
+        ),
+        (
+            CTRL_SET_HASH_MAPPING,
+            [table_gref, 8, 0],
+            CTRL_STATUS_SUCCESS,
+            0,
+        ),
+        (8, [0, 0, 0], CTRL_STATUS_NOT_SUPPORTED, 0),
+    ];
+    for (kind, data, status, value) in requests {
+        let id = linux.control_request(kind, data).unwrap();
+        world.pump();
+        let responses = linux.control_responses().unwrap();
+        assert_eq!(
+            responses,
+            vec![(id, kind, status, value)],
+            "type {kind} {data:?}"
+        );
+    }
+
+    // Every TCP flow now lands on queue 2.
+    for flow in 0..16u8 {
+        let mut frame = ip_frame(mac_of(&linux), mac_of(&hurd), false, true, 100, flow);
+        frame[34] = flow;
+        let mut patched = netback::Frame::new(frame);
+        netback::frame::fill_checksum(&mut patched).unwrap();
+        hurd.send(0, &patched.data, TxOptions::default()).unwrap();
+        world.settle(&mut [&mut linux, &mut hurd]);
+        let got = only_frame(linux.take_received());
+        assert_eq!(got.queue, 2);
+        assert_eq!(got.data, patched.data);
+    }
 }

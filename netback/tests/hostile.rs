@@ -433,3 +433,35 @@ fn spoofed_source_mac_is_dropped_and_cannot_steal_frames() {
     assert_eq!(scene.bystander.take_received()[0].data, to_bystander);
     scene.bystanders_unaffected();
 }
+
+#[test]
+fn control_ring_producer_far_ahead_disconnects() {
+    let mut scene = scene();
+    assert!(scene.attacker.has_control_ring());
+    scene.attacker.set_control_req_prod(5000).unwrap();
+    scene.disconnected("control ring");
+}
+
+#[test]
+fn garbage_control_ring_ref_is_refused() {
+    garbage_key("ctrl-ring-ref", "-1", "ctrl-ring-ref");
+}
+
+#[test]
+fn control_ring_flood_is_answered_a_budget_at_a_time() {
+    let mut scene = scene();
+    for _ in 0..64 {
+        scene.attacker.control_request(1234, [0; 3]).unwrap();
+    }
+    scene.world.step();
+    let first = scene.attacker.control_responses().unwrap();
+    assert_eq!(first.len(), 16);
+    scene.settle();
+    let rest = scene.attacker.control_responses().unwrap();
+    assert_eq!(rest.len(), 48);
+    assert!(first
+        .iter()
+        .chain(&rest)
+        .all(|(_, _, status, _)| *status == 1));
+    scene.bystanders_unaffected();
+}

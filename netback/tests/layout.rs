@@ -110,3 +110,66 @@ fn constants_match_the_header() {
     assert_eq!(XEN_NETIF_NR_SLOTS_MIN as u32, abi::XEN_NETIF_NR_SLOTS_MIN);
     assert_eq!(XEN_NETIF_MAX_TX_SIZE as u32, abi::XEN_NETIF_MAX_TX_SIZE);
 }
+
+#[test]
+fn control_ring_layout_and_constants_match_the_header() {
+    use netback::control::*;
+    use netback::hash::*;
+    assert_eq!(CTRL_SLOT_SIZE, size_of::<abi::xen_netif_ctrl_request>());
+    assert_eq!(
+        CTRL_RESPONSE_SIZE,
+        size_of::<abi::xen_netif_ctrl_response>()
+    );
+    assert_eq!(offset_of!(abi::xen_netif_ctrl_request, data), 4);
+    assert_eq!(offset_of!(abi::xen_netif_ctrl_response, status), 4);
+    assert_eq!(offset_of!(abi::xen_netif_ctrl_response, data), 8);
+    assert_eq!(
+        u32::from(CTRL_GET_HASH_FLAGS),
+        abi::XEN_NETIF_CTRL_TYPE_GET_HASH_FLAGS
+    );
+    assert_eq!(
+        u32::from(CTRL_SET_HASH_FLAGS),
+        abi::XEN_NETIF_CTRL_TYPE_SET_HASH_FLAGS
+    );
+    assert_eq!(
+        u32::from(CTRL_SET_HASH_KEY),
+        abi::XEN_NETIF_CTRL_TYPE_SET_HASH_KEY
+    );
+    assert_eq!(
+        u32::from(CTRL_GET_HASH_MAPPING_SIZE),
+        abi::XEN_NETIF_CTRL_TYPE_GET_HASH_MAPPING_SIZE
+    );
+    assert_eq!(
+        u32::from(CTRL_SET_HASH_MAPPING_SIZE),
+        abi::XEN_NETIF_CTRL_TYPE_SET_HASH_MAPPING_SIZE
+    );
+    assert_eq!(
+        u32::from(CTRL_SET_HASH_MAPPING),
+        abi::XEN_NETIF_CTRL_TYPE_SET_HASH_MAPPING
+    );
+    assert_eq!(
+        u32::from(CTRL_SET_HASH_ALGORITHM),
+        abi::XEN_NETIF_CTRL_TYPE_SET_HASH_ALGORITHM
+    );
+    assert_eq!(CTRL_STATUS_SUCCESS, abi::XEN_NETIF_CTRL_STATUS_SUCCESS);
+    assert_eq!(
+        CTRL_STATUS_NOT_SUPPORTED,
+        abi::XEN_NETIF_CTRL_STATUS_NOT_SUPPORTED
+    );
+    assert_eq!(
+        CTRL_STATUS_INVALID_PARAMETER,
+        abi::XEN_NETIF_CTRL_STATUS_INVALID_PARAMETER
+    );
+    assert_eq!(
+        CTRL_STATUS_BUFFER_OVERFLOW,
+        abi::XEN_NETIF_CTRL_STATUS_BUFFER_OVERFLOW
+    );
+    assert_eq!(
+        HASH_ALGORITHM_TOEPLITZ,
+        abi::XEN_NETIF_CTRL_HASH_ALGORITHM_TOEPLITZ
+    );
+    assert_eq!(HASH_TYPE_IPV4, abi::XEN_NETIF_CTRL_HASH_TYPE_IPV4);
+    assert_eq!(HASH_TYPE_IPV4_TCP, abi::XEN_NETIF_CTRL_HASH_TYPE_IPV4_TCP);
+    assert_eq!(HASH_TYPE_IPV6, abi::XEN_NETIF_CTRL_HASH_TYPE_IPV6);
+    assert_eq!(HASH_TYPE_IPV6_TCP, abi::XEN_NETIF_CTRL_HASH_TYPE_IPV6_TCP);
+}

@@ -82,6 +82,8 @@ pub struct NetfrontConfig {
     pub rx_buffers: u32,
     /// Offset of the first slot's data in its page.
     pub first_slot_offset: u16,
+    /// Set up a control ring when the backend offers `feature-ctrl-ring`.
+    pub control_ring: bool,
 }
 
 impl NetfrontConfig {
@@ -99,6 +101,7 @@ impl NetfrontConfig {
             rx_notify: true,
             rx_buffers: 256,
             first_slot_offset: 66,
+            control_ring: true,
         }
     }
 
@@ -116,6 +119,7 @@ impl NetfrontConfig {
             rx_notify: false,
             rx_buffers: 64,
             first_slot_offset: 0,
+            control_ring: false,
         }
     }
 }
@@ -246,6 +250,9 @@ pub struct Netfront {
     path: String,
     backend_path: String,
     queues: Vec<FrontQueue>,
+    /// The control ring and its event channel, when set up.
+    control: Option<(FrontRing<Page>, EvtchnPort)>,
+    next_control_id: u16,
     split: bool,
     received: VecDeque<ReceivedFrame>,
     counters: NetfrontCounters,
@@ -283,6 +290,8 @@ impl Netfront {
             path,
             backend_path,
             queues: Vec::new(),
+            control: None,
+            next_control_id: 0,
             split: false,
             received: VecDeque::new(),
             counters: NetfrontCounters::default(),
@@ -411,6 +420,27 @@ impl Netfront {
             } else {
                 keys.push((format!("{prefix}event-channel"), queue.tx_port.to_string()));
             }
+        }
+        self.control = None;
+        if self.config.flavour == Flavour::Linux
+            && self.config.control_ring
+            && self.backend_flag("feature-ctrl-ring")?
+        {
+            let hypervisor =
+                |error: &dyn fmt::Debug| NetfrontError::Hypervisor(format!("{error:?}"));
+            let (gfn, page) = self.domain.alloc_page();
+            let ring = FrontRing::init(page, 16)?;
+            let gref = self
+                .domain
+                .grant_access(self.backend_id, gfn, false)
+                .map_err(|e| hypervisor(&e))?;
+            let port = self
+                .domain
+                .alloc_unbound(self.backend_id)
+                .map_err(|e| hypervisor(&e))?;
+            keys.push(("ctrl-ring-ref".into(), gref.to_string()));
+            keys.push(("event-channel-ctrl".into(), port.to_string()));
+            self.control = Some((ring, port));
         }
         let flag = |on: bool| if on { "1" } else { "0" }.to_string();
         keys.push(("request-rx-copy".into(), "1".into()));
@@ -827,6 +857,64 @@ impl Netfront {
         Ok(completed)
     }
 
+    /// Whether a control ring is set up.
+    pub fn has_control_ring(&self) -> bool {
+        self.control.is_some()
+    }
+
+    /// Puts a `xen_netif_ctrl_request` on the control ring and notifies;
+    /// returns its id.
+    pub fn control_request(&mut self, kind: u16, data: [u32; 3]) -> Result<u16, NetfrontError> {
+        let id = self.next_control_id;
+        self.next_control_id = self.next_control_id.wrapping_add(1);
+        let domain = self.domain.clone();
+        let (ring, port) = self.control.as_mut().ok_or(NetfrontError::NotConnected)?;
+        let mut slot = [0u8; 16];
+        slot[0..2].copy_from_slice(&id.to_le_bytes());
+        slot[2..4].copy_from_slice(&kind.to_le_bytes());
+        for (index, word) in data.iter().enumerate() {
+            slot[4 + index * 4..8 + index * 4].copy_from_slice(&word.to_le_bytes());
+        }
+        ring.push_request(&slot)?;
+        if ring.push_requests_and_check_notify() {
+            domain
+                .send(*port)
+                .map_err(|e| NetfrontError::Hypervisor(format!("{e:?}")))?;
+        }
+        Ok(id)
+    }
+
+    /// Writes the control ring's `req_prod` directly, as a hostile
+    /// frontend may, and notifies.
+    pub fn set_control_req_prod(&mut self, value: u32) -> Result<(), NetfrontError> {
+        let (ring, port) = self.control.as_ref().ok_or(NetfrontError::NotConnected)?;
+        ring.memory().store_u32(xen_ring::REQ_PROD_OFFSET, value);
+        let port = *port;
+        self.domain
+            .send(port)
+            .map_err(|e| NetfrontError::Hypervisor(format!("{e:?}")))
+    }
+
+    /// Reads the control responses published so far: `(id, type, status,
+    /// data)`.
+    pub fn control_responses(&mut self) -> Result<Vec<(u16, u16, u32, u32)>, NetfrontError> {
+        let (ring, _) = self.control.as_mut().ok_or(NetfrontError::NotConnected)?;
+        let mut responses = Vec::new();
+        let mut slot = [0u8; 12];
+        while ring.next_response(&mut slot)? {
+            let word = |at: usize| {
+                u32::from_le_bytes([slot[at], slot[at + 1], slot[at + 2], slot[at + 3]])
+            };
+            responses.push((
+                u16::from_le_bytes([slot[0], slot[1]]),
+                u16::from_le_bytes([slot[2], slot[3]]),
+                word(4),
+                word(8),
+            ));
+        }
+        Ok(responses)
+    }
+
     /// Takes the frames received so far.
     pub fn take_received(&mut self) -> Vec<ReceivedFrame> {
         self.received.drain(..).collect()
@@ -849,6 +937,9 @@ impl Netfront {
 
     /// Forgets the rings and ports without telling anyone (a crashed guest).
     pub fn drop_rings(&mut self) {
+        if let Some((_, port)) = self.control.take() {
+            let _ = self.domain.close_port(port);
+        }
         for queue in self.queues.drain(..) {
             let _ = self.domain.close_port(queue.tx_port);
             if queue.rx_port != queue.tx_port {
