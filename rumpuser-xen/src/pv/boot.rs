@@ -46,27 +46,35 @@ hypercall_page:
     .endm
 
     .section .note.Xen, "a", @note
+    // XEN_ELFNOTE_GUEST_OS
     xen_note_begin 6
     .asciz "rumpuser-xen"
 2:  .balign 4
+    // XEN_ELFNOTE_XEN_VERSION
     xen_note_begin 5
     .asciz "xen-3.0"
 2:  .balign 4
+    // XEN_ELFNOTE_LOADER
     xen_note_begin 8
     .asciz "generic"
 2:  .balign 4
+    // XEN_ELFNOTE_VIRT_BASE
     xen_note_begin 3
     .quad 0xffffffff80000000
 2:  .balign 4
+    // XEN_ELFNOTE_PADDR_OFFSET (= VIRT_BASE: link addresses are load addresses)
     xen_note_begin 4
     .quad 0xffffffff80000000
 2:  .balign 4
+    // XEN_ELFNOTE_ENTRY
     xen_note_begin 1
     .quad _start
 2:  .balign 4
+    // XEN_ELFNOTE_HYPERCALL_PAGE
     xen_note_begin 2
     .quad hypercall_page
 2:  .balign 4
+    // XEN_ELFNOTE_FEATURES
     xen_note_begin 10
     .asciz "!writable_page_tables|pae_pgdir_above_4gb"
 2:  .balign 4

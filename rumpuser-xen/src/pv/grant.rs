@@ -122,6 +122,7 @@ impl GrantCopy for XenGrantCopy {
         // A grant offset past the page is refused by Xen with
         // GNTST_bad_copy_arg, which we pass on like any other status.
         let rc = grant_table_op(xen_abi::GNTTABOP_copy, &mut self.batch);
+        log::trace!("GNTTABOP_copy of {} entries: rc {rc}", self.batch.len());
         for (entry, &index) in self.batch.iter().zip(self.owner.iter()) {
             let outcome = if rc != 0 {
                 Err(GrantError::GeneralError)
@@ -131,6 +132,9 @@ impl GrantCopy for XenGrantCopy {
                     Some(error) => Err(error),
                 }
             };
+            if let Err(error) = outcome {
+                log::debug!("grant copy entry for operation {index} failed: {error:?}");
+            }
             if status[index].is_ok() {
                 status[index] = outcome;
             }
@@ -276,6 +280,10 @@ impl GrantMap for XenGrantMap {
                 .iter()
                 .find_map(|operation| GrantError::from_status(operation.status))
         };
+        log::trace!(
+            "GNTTABOP_map_grant_ref of {} gref(s) of domain {domid} at {address:#x}: rc {rc}, {failure:?}",
+            grefs.len()
+        );
         let mapping = GrantMapping {
             address,
             pages: grefs.len(),

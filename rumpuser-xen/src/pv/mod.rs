@@ -29,8 +29,9 @@ pub use xenstore::{WatchEvent, XenStore};
 
 /// State owned by the platform and reached from anywhere in it.
 ///
-/// The domain runs on one vCPU and the event upcall runs no Rust code, so
-/// there is only ever one thread of execution; the `RefCell` turns an
+/// The domain runs on one vCPU, the event upcall runs no Rust code, and the
+/// platform's threads ([`sched`]) switch only at explicit calls, never while
+/// a `Global` is borrowed; so accesses never overlap. The `RefCell` turns an
 /// accidental re-entrant use (say, logging from inside the allocator) into
 /// a clean panic instead of aliasing.
 pub struct Global<T>(RefCell<T>);
@@ -168,6 +169,7 @@ pub fn wait(deadline_ns: Option<u64>, wakeups: &mut Vec<Wakeup>) {
         events::take_pending(|port| {
             // The store and timer ports only wake us; their work is below.
             if port != store_port && port != timer_port && port != console_port {
+                log::trace!("event on port {port}");
                 wakeups.push(Wakeup::Port(port));
             }
         });
