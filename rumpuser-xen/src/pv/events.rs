@@ -189,15 +189,19 @@ pub fn mask(port: u32) {
     word_at(SHARED_INFO_EVTCHN_MASK + offset).fetch_or(bit, Ordering::SeqCst);
 }
 
-/// Clears the mask bit of `port`. Upcalls are masked, so the plain bit
-/// clear is enough: a pending event is seen by the next [`take_pending`].
+/// Clears the mask bit of `port`; an event that arrived while it was
+/// masked is then seen by the next [`take_pending`].
+///
+/// Xen clears the bit itself: its `EVTCHNOP_unmask` (`evtchn_2l_unmask`)
+/// sets the port's selector bit and raises the upcall only if *it* found
+/// the mask bit set and the port pending. Clearing the bit here first
+/// would strand such an event: pending, but with no selector bit, so it is
+/// never scanned, and every later event on the port is swallowed because
+/// the port is already pending.
 pub fn unmask(port: u32) {
     if port >= 4096 {
         return;
     }
-    let (offset, bit) = bit(port);
-    word_at(SHARED_INFO_EVTCHN_MASK + offset).fetch_and(!bit, Ordering::SeqCst);
-    // Have Xen re-evaluate the selector bits for this port.
     event_channel_op(
         xen_abi::EVTCHNOP_unmask,
         &mut xen_abi::evtchn_unmask { port },
