@@ -134,7 +134,7 @@ pub enum Error {
 impl fmt::Display for Error {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
-            Self::Pci(error) => write!(f, "device access failed: {error}"),
+            Self::Pci(error) => write!(f, "a register, config space or DMA access failed: {error}"),
             Self::UnsupportedDevice { vendor, device } => {
                 write!(f, "device {vendor:04x}:{device:04x} is not an 82540")
             }
@@ -142,8 +142,12 @@ impl fmt::Display for Error {
                 "a ring size is not a multiple of 8 from 8 to 4096, \
                  or the transmit ring cannot hold the longest frame",
             ),
-            Self::ResetTimeout => f.write_str("the device did not finish its reset"),
-            Self::EepromTimeout => f.write_str("the EEPROM did not finish a read"),
+            Self::ResetTimeout => {
+                f.write_str("the device did not clear CTRL.RST within the poll limit")
+            }
+            Self::EepromTimeout => {
+                f.write_str("the EEPROM did not finish a read within the poll limit")
+            }
             Self::NoEthernetAddress => {
                 f.write_str("no unicast Ethernet address in RAL0/RAH0 or the EEPROM")
             }
@@ -179,8 +183,8 @@ impl fmt::Display for SendError {
             Self::LinkDown => "the link is down",
             Self::RingFull => "the transmit ring has no room for the frame",
             Self::TooShort => "the frame is shorter than an Ethernet header",
-            Self::TooLarge => "the frame is longer than the device sends",
-            Self::Failed => "the device failed and the driver has stopped",
+            Self::TooLarge => "the frame is longer than the device sends in this configuration",
+            Self::Failed => "a device access failed, now or earlier; the driver has stopped",
         })
     }
 }
