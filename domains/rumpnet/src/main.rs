@@ -15,6 +15,8 @@
 extern crate alloc;
 
 #[cfg_attr(not(target_os = "none"), allow(dead_code))]
+mod cleanup;
+#[cfg_attr(not(target_os = "none"), allow(dead_code))]
 mod hold;
 mod options;
 #[cfg_attr(not(target_os = "none"), allow(dead_code))]
@@ -30,6 +32,7 @@ mod domain {
     use rumpuser_xen::pv::{self, Platform, ShutdownRequest, Wakeup};
     use xenbus::platform::EventChannels;
 
+    use crate::cleanup::{self, Outcome};
     use crate::hold::{self, AttachHold};
     use crate::options;
     use crate::report::VifLog;
@@ -110,6 +113,8 @@ mod domain {
             pv::wait(Some(deadline), &mut wakeups);
 
             let mut watched = false;
+            // Vifs whose backend directory changed: candidates for removal.
+            let mut touched: BTreeSet<(u16, u32)> = BTreeSet::new();
             for wakeup in wakeups.drain(..) {
                 match wakeup {
                     Wakeup::Port(port) => {
@@ -123,6 +128,9 @@ mod domain {
                     }
                     Wakeup::Watch(event) => {
                         watched = true;
+                        if let Some(vif) = hold::vif_of(&event.path) {
+                            touched.insert(key(vif));
+                        }
                         let now = pv::time::monotonic_ns();
                         let known = known_vifs(&netback);
                         let discovery =
@@ -154,7 +162,30 @@ mod domain {
             let now = pv::time::monotonic_ns();
             while let Some((path, token)) = hold.due(now) {
                 watched = true;
+                if let Some(vif) = hold::vif_of(&path) {
+                    touched.insert(key(vif));
+                }
                 netback.on_watch(&mut platform, &path, &token);
+            }
+            // What `xl devd` would do: remove the directory of a vif the
+            // toolstack took offline once it is closed. Deferred events
+            // wait: their vif may not have seen the toolstack's word yet.
+            for (frontend_id, devid) in touched {
+                let vif = DeviceAddress { frontend_id, devid };
+                if hold.must_defer(now) && known_vifs(&netback).contains(&(frontend_id, devid)) {
+                    continue;
+                }
+                match cleanup::remove_if_finished(&mut platform, vif) {
+                    Ok(Outcome::Removed) => log::info!(
+                        "rumpnet: vif {frontend_id}/{devid}: detached; removed {}",
+                        cleanup::backend_path(vif)
+                    ),
+                    Ok(Outcome::Gone | Outcome::InUse) => {}
+                    Err(error) => log::warn!(
+                        "rumpnet: vif {frontend_id}/{devid}: cannot remove {}: {error:?}",
+                        cleanup::backend_path(vif)
+                    ),
+                }
             }
             let statistics_due = now >= next_statistics;
             if statistics_due {

@@ -35,7 +35,10 @@ test_rumpnet_ping() {
 rumpnet_dom0_vif() {
   local mac=$1 device
   RUMPNET_DOM0_IF=
-  timeout 90 xl network-attach 0 "backend=rumpnet,mac=$mac" || { RUMPNET_WHY="xl network-attach failed"; return 1; }
+  if ! timeout 90 xl -vvv network-attach 0 "backend=rumpnet,mac=$mac" > /tmp/rumpnet-attach.log 2>&1; then
+    grep -v 'debug:' /tmp/rumpnet-attach.log | tail -25
+    RUMPNET_WHY="xl network-attach failed: $(grep -m1 'error' /tmp/rumpnet-attach.log)"; return 1
+  fi
   for _ in $(seq 1 120); do
     for device in /sys/class/net/*; do
       [ "$(cat "$device/address" 2>/dev/null)" = "$mac" ] && RUMPNET_DOM0_IF=$(basename "$device")

@@ -1,0 +1,113 @@
+//! Removing the backend directory of a vif the toolstack has finished with.
+//!
+//! When the backend lives in a driver domain, dom0's libxl removes only the
+//! frontend's directory on `xl network-detach` or `xl destroy`; it writes
+//! `online=0`, waits for the backend's `state` to reach Closed (6), and then
+//! waits for the *driver domain* to remove `backend/vif/<fe>/<handle>`
+//! (libxl's `device_destroy_be_watch_cb`; `xl devd` does the removal there).
+//! rumpnet runs no `xl devd`, so it removes the directory itself, under the
+//! same condition: the toolstack took the vif offline and the backend has
+//! closed. A directory left behind would make libxl report the detach as
+//! failed after 10 s and keep the vif's entry in the toolstack's view.
+
+use alloc::format;
+use alloc::string::String;
+
+use netback::DeviceAddress;
+use xenbus::platform::{TxId, Xenstore, XsError};
+
+/// Whether a vif whose backend directory holds `online` and `state` (None
+/// when missing) is finished: offline and Closed.
+pub fn finished(online: Option<&str>, state: Option<&str>) -> bool {
+    // Linux's backends read a missing `online` as 0, and so does xenbus.
+    let offline = online.is_none_or(|online| online.trim() != "1");
+    offline && state.map(str::trim) == Some("6")
+}
+
+/// The backend directory of `vif`, relative to this domain's home.
+pub fn backend_path(vif: DeviceAddress) -> String {
+    format!("backend/vif/{}/{}", vif.frontend_id, vif.devid)
+}
+
+/// What [`remove_if_finished`] did.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Outcome {
+    /// The directory was removed now.
+    Removed,
+    /// The directory was gone already.
+    Gone,
+    /// The vif is still in use, or not yet closed; left alone.
+    InUse,
+}
+
+fn read_optional<X: Xenstore + ?Sized>(xs: &mut X, path: &str) -> Result<Option<String>, XsError> {
+    match xs.read(TxId::NONE, path) {
+        Ok(value) => Ok(Some(value)),
+        Err(XsError::Enoent) => Ok(None),
+        Err(error) => Err(error),
+    }
+}
+
+/// Removes `vif`'s backend directory if the toolstack is done with it.
+/// The frontend domain's now empty directory above it is removed too
+/// when possible (it belongs to dom0; failing to remove it is harmless).
+pub fn remove_if_finished<X: Xenstore + ?Sized>(
+    xs: &mut X,
+    vif: DeviceAddress,
+) -> Result<Outcome, XsError> {
+    let path = backend_path(vif);
+    let state = read_optional(xs, &format!("{path}/state"))?;
+    let online = read_optional(xs, &format!("{path}/online"))?;
+    if state.is_none() && online.is_none() {
+        // Gone already, or never ours to judge: leave the rest alone.
+        return Ok(match xs.directory(TxId::NONE, &path) {
+            Err(XsError::Enoent) => Outcome::Gone,
+            _ => Outcome::InUse,
+        });
+    }
+    if !finished(online.as_deref(), state.as_deref()) {
+        return Ok(Outcome::InUse);
+    }
+    match xs.rm(TxId::NONE, &path) {
+        Ok(()) | Err(XsError::Enoent) => {}
+        Err(error) => return Err(error),
+    }
+    let parent = format!("backend/vif/{}", vif.frontend_id);
+    if xs
+        .directory(TxId::NONE, &parent)
+        .is_ok_and(|children| children.is_empty())
+    {
+        let _ = xs.rm(TxId::NONE, &parent);
+    }
+    Ok(Outcome::Removed)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn only_an_offline_closed_vif_is_finished() {
+        assert!(finished(Some("0"), Some("6")));
+        assert!(finished(None, Some("6")));
+        assert!(finished(Some("garbage"), Some("6")));
+        assert!(
+            !finished(Some("1"), Some("6")),
+            "a refused vif stays until detached"
+        );
+        assert!(!finished(Some("0"), Some("5")));
+        assert!(!finished(Some("0"), Some("4")));
+        assert!(!finished(Some("0"), None));
+        assert!(!finished(None, None));
+        assert!(!finished(Some("0"), Some("16")));
+    }
+
+    #[test]
+    fn paths_are_relative_to_the_domain() {
+        let vif = DeviceAddress {
+            frontend_id: 7,
+            devid: 2,
+        };
+        assert_eq!(backend_path(vif), "backend/vif/7/2");
+    }
+}
