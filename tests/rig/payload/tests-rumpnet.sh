@@ -36,7 +36,7 @@ rumpnet_dom0_vif() {
   local mac=$1 device
   RUMPNET_DOM0_IF=
   if ! timeout 90 xl -vvv network-attach 0 "backend=rumpnet,mac=$mac" > /tmp/rumpnet-attach.log 2>&1; then
-    grep -v 'debug:' /tmp/rumpnet-attach.log | tail -25
+    tail -40 /tmp/rumpnet-attach.log
     RUMPNET_WHY="xl network-attach failed: $(grep -m1 'error' /tmp/rumpnet-attach.log)"; return 1
   fi
   for _ in $(seq 1 120); do
