@@ -489,13 +489,8 @@ impl<D: PciDevice> Nvme<D> {
     }
 
     fn allocate_queue(&mut self, qid: u16, entries: u16) -> Result<Queue<D::Buffer>, NvmeError> {
-        let submission = self
-            .device
-            .allocate(usize::from(entries) * SQ_ENTRY_SIZE, PAGE_SIZE)?;
-        let completion = match self
-            .device
-            .allocate(usize::from(entries) * CQ_ENTRY_SIZE, PAGE_SIZE)
-        {
+        let submission = allocate(&mut self.device, usize::from(entries) * SQ_ENTRY_SIZE)?;
+        let completion = match allocate(&mut self.device, usize::from(entries) * CQ_ENTRY_SIZE) {
             Ok(buffer) => buffer,
             Err(error) => {
                 self.device.free(submission);
@@ -540,7 +535,7 @@ impl<D: PciDevice> Nvme<D> {
     fn issue_admin(&mut self, step: AdminStep) -> Result<(), NvmeError> {
         let identify = match self.identify.take() {
             Some(buffer) => buffer,
-            None => self.device.allocate(PAGE_SIZE, PAGE_SIZE)?,
+            None => allocate(&mut self.device, PAGE_SIZE)?,
         };
         let identify_address = identify.bus_address().0;
         self.identify = Some(identify);
@@ -816,10 +811,7 @@ impl<D: PciDevice> Nvme<D> {
             return Err(SubmitError::QueueFull(request));
         }
         let length = buffer.len();
-        let Ok(dma) = self
-            .device
-            .allocate(length.next_multiple_of(PAGE_SIZE), PAGE_SIZE)
-        else {
+        let Ok(dma) = allocate(&mut self.device, length.next_multiple_of(PAGE_SIZE)) else {
             return self.out_of_memory(tag, request);
         };
         if !read && dma.write(0, buffer).is_err() {
@@ -923,7 +915,7 @@ impl<D: PciDevice> Nvme<D> {
             block += count;
             left -= count;
         }
-        let Ok(dma) = self.device.allocate(PAGE_SIZE, PAGE_SIZE) else {
+        let Ok(dma) = allocate(&mut self.device, PAGE_SIZE) else {
             return self.out_of_memory(tag, request);
         };
         if dma.write(0, &list).is_err() {
@@ -1183,6 +1175,24 @@ impl<D: PciDevice> Nvme<D> {
     }
 }
 
+/// Allocates `len` bytes of page-aligned DMA memory, and checks that the
+/// platform gave what was asked: a buffer the driver would describe wrongly
+/// to the controller (misaligned, short, or wrapping the bus address space)
+/// is returned and reported as no memory.
+fn allocate<D: PciDevice>(device: &mut D, len: usize) -> Result<D::Buffer, PciError> {
+    let buffer = device.allocate(len, PAGE_SIZE)?;
+    let start = buffer.bus_address().0;
+    let sound = start.is_multiple_of(PAGE_SIZE as u64)
+        && buffer.len() >= len
+        && start.checked_add(len as u64).is_some();
+    if !sound {
+        log::error!("nvme: the platform returned an unusable DMA buffer at {start:#x}");
+        device.free(buffer);
+        return Err(PciError::OutOfMemory);
+    }
+    Ok(buffer)
+}
+
 /// A queue size no larger than CAP.MQES allows, and at least 2.
 fn clamp_entries(wanted: u16, capabilities: &Capabilities) -> u16 {
     let allowed = capabilities.max_queue_entries.min(u32::from(u16::MAX)) as u16;
@@ -1265,7 +1275,7 @@ fn build_prps<D: PciDevice>(
     } else {
         (entries - 1).div_ceil(PRP_ENTRIES_PER_PAGE - 1)
     };
-    let list = device.allocate(list_pages * PAGE_SIZE, PAGE_SIZE)?;
+    let list = allocate(device, list_pages * PAGE_SIZE)?;
     let mut words = vec![0u8; list_pages * PAGE_SIZE];
     let mut next_page = 1;
     for list_page in 0..list_pages {

@@ -70,6 +70,8 @@ pub struct Options {
     pub interrupt_modes: Vec<InterruptMode>,
     /// NSZE reported by Identify Namespace instead of the real size.
     pub reported_blocks: Option<u64>,
+    /// The platform hands out DMA buffers 8 bytes past a page boundary.
+    pub misaligned_dma: bool,
     /// Number of namespaces (NN).
     pub namespaces: u32,
     /// Seed of the order in which fetched commands are executed.
@@ -94,6 +96,7 @@ impl Default for Options {
             start_enabled: false,
             interrupt_modes: vec![InterruptMode::MsiX],
             reported_blocks: None,
+            misaligned_dma: false,
             namespaces: 1,
             seed: 1,
         }
@@ -982,7 +985,12 @@ impl Dma for Model {
             controller.fault(format!("allocation aligned to {align}"));
             return Err(PciError::OutOfMemory);
         }
-        let bus = controller.next_dma;
+        let bus = controller.next_dma
+            + if controller.options.misaligned_dma {
+                8
+            } else {
+                0
+            };
         // Addresses are never reused, so DMA after free is always caught.
         controller.next_dma += (len.max(1).div_ceil(PAGE) * PAGE) as u64 + PAGE as u64;
         let memory = Rc::new(RefCell::new(vec![0; len]));

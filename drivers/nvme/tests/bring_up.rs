@@ -250,3 +250,19 @@ fn an_impossible_namespace_size_gets_errors_not_panics() {
     );
     assert_eq!(nvme.status(), Status::Ready);
 }
+
+#[test]
+fn misaligned_dma_memory_from_the_platform_is_not_used() {
+    let model = Model::new(Options {
+        misaligned_dma: true,
+        ..Options::default()
+    });
+    let mut nvme = Nvme::new(model.clone(), Config::new(1));
+    assert_eq!(
+        bring_up(&mut nvme),
+        Status::Failed(NvmeError::Pci(pcidev::PciError::OutOfMemory))
+    );
+    // Every buffer was handed back; the controller never saw one.
+    assert_eq!(model.dma_buffers(), 0);
+    assert!(!model.enabled());
+}
