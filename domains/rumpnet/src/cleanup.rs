@@ -110,4 +110,43 @@ mod tests {
         };
         assert_eq!(backend_path(vif), "backend/vif/7/2");
     }
+
+    /// Against the simulator's xenstore, with its permissions: the driver
+    /// domain may remove its own backend directory once the toolstack has
+    /// taken the vif offline and the backend has closed, and not before.
+    #[test]
+    fn removes_only_what_the_toolstack_finished_with() {
+        use xensim::toolstack::VifConfig;
+        use xensim::Hypervisor;
+
+        let hypervisor = Hypervisor::new();
+        let mut rumpnet = hypervisor.create_domain("rumpnet");
+        let guest = hypervisor.create_domain("guest");
+        let toolstack = hypervisor.toolstack();
+        let nodes = toolstack
+            .attach_vif(&VifConfig::new(rumpnet.domid(), guest.domid()))
+            .expect("attach");
+        let vif = DeviceAddress {
+            frontend_id: guest.domid(),
+            devid: 0,
+        };
+        let state = alloc::format!("{}/state", backend_path(vif));
+
+        // Refused (Closed) but still online: the toolstack has not let go.
+        rumpnet.write(TxId::NONE, &state, "6").expect("write state");
+        assert_eq!(remove_if_finished(&mut rumpnet, vif), Ok(Outcome::InUse));
+
+        // Connected, then detach begun (online=0, Closing): not closed yet.
+        rumpnet.write(TxId::NONE, &state, "4").expect("write state");
+        toolstack.begin_detach(&nodes).expect("begin detach");
+        assert_eq!(remove_if_finished(&mut rumpnet, vif), Ok(Outcome::InUse));
+
+        rumpnet.write(TxId::NONE, &state, "6").expect("write state");
+        assert_eq!(remove_if_finished(&mut rumpnet, vif), Ok(Outcome::Removed));
+        assert_eq!(
+            rumpnet.directory(TxId::NONE, &backend_path(vif)),
+            Err(XsError::Enoent)
+        );
+        assert_eq!(remove_if_finished(&mut rumpnet, vif), Ok(Outcome::Gone));
+    }
 }
