@@ -7,6 +7,7 @@
 
 use std::collections::BTreeMap;
 use std::fs;
+use std::path::Path;
 use std::time::Duration;
 
 use crate::rig::{self, Rig};
@@ -153,15 +154,22 @@ fn parse(line: &str) -> Option<(String, String, f64)> {
     Some((field("backend")?, field("metric")?, value))
 }
 
-pub fn run(rig: &Rig) -> Result<bool, String> {
-    rig.prepare()?;
-    let timeout = Duration::from_secs(
-        std::env::var("RIG_TIMEOUT")
-            .ok()
-            .and_then(|s| s.parse().ok())
-            .unwrap_or(2400),
-    );
-    let boot = rig.boot("bench", &["bench"], timeout)?;
+/// Boots the rig for the `bench` test, or with `from_log` reads the serial
+/// log of an earlier boot that ran it (`cargo xtask e2e ... bench`).
+pub fn run(rig: &Rig, from_log: Option<&Path>) -> Result<bool, String> {
+    let boot = match from_log {
+        Some(path) => rig::Boot::from_log(path)?,
+        None => {
+            rig.prepare()?;
+            let timeout = Duration::from_secs(
+                std::env::var("RIG_TIMEOUT")
+                    .ok()
+                    .and_then(|s| s.parse().ok())
+                    .unwrap_or(2400),
+            );
+            rig.boot("bench", &["bench"], timeout)?
+        }
+    };
     let mut measured: Measurements = boot
         .lines
         .iter()

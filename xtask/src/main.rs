@@ -6,6 +6,7 @@
 //! cargo xtask e2e [TESTS|GROUPS]    boot the rig once and run the tests
 //! cargo xtask e2e --list            list tests and groups
 //! cargo xtask bench                 measure dd vs our domains, write docs/benchmarks.md
+//! cargo xtask bench --from-log LOG  the same from the serial log of `e2e ... bench`
 //! ```
 //! The rig itself (scripts, guest init, dom0 tests) lives in `tests/rig/`;
 //! docs/rig.md explains it.
@@ -24,6 +25,7 @@ const USAGE: &str = "usage:
   cargo xtask e2e [TESTS...]       run rig tests (names or groups; default: the `default` group)
   cargo xtask e2e --list           list tests and groups
   cargo xtask bench                run the benchmarks and write docs/benchmarks.md
+  cargo xtask bench --from-log LOG write docs/benchmarks.md from a boot that ran `bench`
 environment:
   RIG_CACHE=dir                    cache of packages and images (default target/rig/cache)
   RIG_TIMEOUT=seconds              stop QEMU after this long (default 300 + 240 per test)";
@@ -38,7 +40,13 @@ fn main() -> ExitCode {
             Ok(true)
         }
         Some("e2e") => e2e(root, &args[1..]),
-        Some("bench") => bench::run(&rig::Rig::new(root)),
+        Some("bench") => match args.get(1).map(String::as_str) {
+            None => bench::run(&rig::Rig::new(root), None),
+            Some("--from-log") if args.len() == 3 => {
+                bench::run(&rig::Rig::new(root), Some(std::path::Path::new(&args[2])))
+            }
+            Some(_) => Err(USAGE.to_string()),
+        },
         Some("help" | "--help" | "-h") => {
             println!("{USAGE}");
             Ok(true)

@@ -65,6 +65,26 @@ pub struct Boot {
     pub seconds: f64,
 }
 
+impl Boot {
+    /// A finished boot, read back from its serial log.
+    pub fn from_log(path: &Path) -> Result<Boot, String> {
+        let text = fs::read_to_string(path).map_err(|e| format!("{}: {e}", path.display()))?;
+        let lines: Vec<String> = text.lines().map(str::to_string).collect();
+        let ending = if lines.iter().any(|l| l.contains("RIG-SUMMARY")) {
+            Ending::Finished
+        } else {
+            Ending::QemuExited
+        };
+        Ok(Boot {
+            directory: path.parent().map(PathBuf::from).unwrap_or_default(),
+            serial_log: path.to_path_buf(),
+            lines,
+            ending,
+            seconds: 0.0,
+        })
+    }
+}
+
 impl Rig {
     pub fn new(root: PathBuf) -> Rig {
         let cache = std::env::var_os("RIG_CACHE")
