@@ -1,23 +1,31 @@
-//! The control plane: finding virtual disks in xenstore, the xenbus state
-//! machine of each, feature negotiation, connecting rings, and dispatching
-//! events and completions to the data path.
+//! The control plane: finding virtual disks in xenstore, their xenbus
+//! lifecycle, feature negotiation, connecting rings, and dispatching events
+//! and completions to the data path.
 //!
 //! Each virtual disk (vbd) is a backend directory
 //! `/local/domain/<own domid>/backend/vbd/<frontend domid>/<devid>` written
 //! by the toolstack. Its `params` node names one of the devices registered
-//! with [`Blkback::add_device`] (for example `ram0`). Per vbd:
+//! with [`Blkback::add_device`] (for example `ram0`).
 //!
-//! 1. probe: read `frontend-id`, `frontend`, `params`, `mode`,
-//!    `device-type`, `removable`, `discard-enable`; publish features and
-//!    disk properties; `hotplug-status = connected`; state InitWait.
-//!    (GNU Mach's blkfront reads `sectors`, `info`, `sector-size`, `mode` and
-//!    `params` without waiting for Connected, so all are written here.)
-//! 2. frontend Initialised or Connected: read its ring and event channel
-//!    nodes, map and bind; state Connected.
-//! 3. frontend Closing: disconnect; state Closing. Frontend Closed (or gone),
-//!    or `online = 0`: disconnect; state Closed once the device has finished
-//!    the disk's requests. A frontend that starts again (Initialising) while
-//!    `online = 1` finds the backend back in InitWait.
+//! The xenstore handshake itself (checking `online`, `frontend-id` and
+//! `frontend`, publishing states, frontend restarts, `online = 0`, removal,
+//! retrying failed publications) is [`xenbus::backend::BackendDevice`], the
+//! helper netback uses too. This module adds what is particular to disks:
+//!
+//! 1. once `params` and `mode` exist: pick the device, publish the disk's
+//!    properties and features with the helper's `start` (one transaction
+//!    with `hotplug-status = connected` and state InitWait). GNU Mach's
+//!    blkfront reads `sectors`, `info`, `sector-size`, `mode` and `params`
+//!    without waiting for Connected, so all are there by then. An unknown
+//!    device gets `hotplug-error` and Closed; other vbds are not affected.
+//! 2. [`Action::Connect`]: read the frontend's ring and event channel
+//!    nodes, map and bind.
+//! 3. [`Action::Disconnect`]: unmap and unbind, and report back only once
+//!    the device has finished the vbd's requests, so that Closed (and a
+//!    restart's InitWait) is never published while the disk still works
+//!    for the old connection.
+//! 4. [`Action::Remove`]: forget the vbd, again once the device has
+//!    finished its requests (their tags name the vbd's slot).
 
 use alloc::format;
 use alloc::string::{String, ToString};
@@ -26,6 +34,7 @@ use core::fmt;
 
 use log::{info, warn};
 use xen_ring::RingError;
+use xenbus::backend::{Action, BackendDevice, BackendDirectory, DeviceAddress, PathError, Phase};
 use xenbus::platform::{DomId, EvtchnError, EvtchnPort, GrantError, GrantRef, TxId, XsError};
 use xenbus::value::{self, ValueError};
 use xenbus::XenbusState;
@@ -38,12 +47,14 @@ use crate::{Config, Platform, MAX_INDIRECT_SEGMENTS, MAX_QUEUES, MAX_RING_PAGE_O
 
 /// The watch token of the backend directory (`backend/vbd`).
 pub const BACKEND_WATCH_TOKEN: &str = "blkback";
-/// Prefix of the watch tokens of frontend directories.
-const FRONTEND_WATCH_TOKEN_PREFIX: &str = "blkback-frontend-";
+/// Prefix of the watch tokens of each vbd's own watches (its backend
+/// directory and its frontend's `state`).
+const VBD_WATCH_TOKEN_PREFIX: &str = "blkback-frontend-";
 /// Most vbds the tag layout can address.
 const MAX_VBDS: usize = 1 << 16;
-
-/// Why a device could not be registered.
+/// Most actions run for one event: each publishes a state, so a frontend
+/// flipping its state meanwhile cannot keep one event going.
+const MAX_ACTIONS_PER_EVENT: usize = 8;
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum AddDeviceError {
     /// The name is empty, too long or contains `/`.
@@ -138,32 +149,46 @@ struct Disk<D> {
 struct Vbd<M> {
     /// Distinguishes this vbd from earlier ones in the same slot (24 bits in tags).
     id: u64,
-    frontend_id: DomId,
-    devid: u32,
-    backend_path: String,
-    /// Set and watched once probed.
-    frontend_path: Option<String>,
-    watch_token: String,
+    /// The xenstore side of the vbd's lifecycle.
+    handshake: BackendDevice,
+    /// Set once the disk is published (the handshake has started).
     disk: Option<usize>,
     context: Option<DiskContext>,
-    /// `sectors`, `info`, ... published at probe.
-    state: XenbusState,
-    /// Probing refused the vbd for good (unknown device, bad nodes).
-    failed: bool,
-    online: bool,
     connection: Option<Connection<M>>,
     device_in_flight: usize,
-    close_when_drained: bool,
+    /// Publishing the disk failed on a xenstore error: try again at the
+    /// next poll.
+    retry_start: bool,
+    /// The datapath is torn down after [`Action::Disconnect`]; the helper
+    /// is told once the device has finished the vbd's requests.
+    disconnect_when_drained: bool,
+    /// The helper returned [`Action::Remove`]; the slot is freed once the
+    /// device has finished the vbd's requests.
     remove_when_drained: bool,
-    /// A xenstore write failed: update again at the next poll.
-    refresh: bool,
+    /// An action the per-event bound left for the next poll.
+    pending: Option<Action>,
+}
+
+impl<M> Vbd<M> {
+    fn frontend_id(&self) -> DomId {
+        self.handshake.frontend_id()
+    }
+
+    fn devid(&self) -> u32 {
+        self.handshake.address().devid
+    }
+
+    /// Whether watch events still concern the vbd.
+    fn live(&self) -> bool {
+        !self.remove_when_drained
+    }
 }
 
 /// The blkif backend engine, generic over the platform `P` and the device
 /// type `D` (use an enum or `Box<dyn BlockDevice>` for mixed devices).
 pub struct Blkback<P: Platform, D: BlockDevice> {
     config: Config,
-    backend_root: String,
+    directory: BackendDirectory,
     disks: Vec<Disk<D>>,
     vbds: Vec<Option<Vbd<P::Mapping>>>,
     next_vbd_id: u64,
@@ -189,7 +214,7 @@ impl<P: Platform, D: BlockDevice> Blkback<P, D> {
         config.max_persistent_grants = config.max_persistent_grants.max(1);
         config.max_bytes_in_flight_per_ring = config.max_bytes_in_flight_per_ring.max(1);
         Self {
-            backend_root: format!("/local/domain/{}/backend/vbd", config.domid),
+            directory: BackendDirectory::absolute(config.domid, "vbd"),
             config,
             disks: Vec::new(),
             vbds: Vec::new(),
@@ -204,7 +229,7 @@ impl<P: Platform, D: BlockDevice> Blkback<P, D> {
 
     /// The directory watched for virtual disks.
     pub fn backend_root(&self) -> &str {
-        &self.backend_root
+        self.directory.root()
     }
 
     /// Registers `device` under `name`, the value a vbd's `params` uses.
@@ -241,7 +266,7 @@ impl<P: Platform, D: BlockDevice> Blkback<P, D> {
     /// Watches the backend directory (token [`BACKEND_WATCH_TOKEN`]) and
     /// takes on the vbds already there.
     pub fn start(&mut self, platform: &mut P) -> Result<(), XsError> {
-        platform.watch(&self.backend_root, BACKEND_WATCH_TOKEN)?;
+        self.directory.watch(platform, BACKEND_WATCH_TOKEN)?;
         self.scan(platform);
         Ok(())
     }
@@ -254,9 +279,9 @@ impl<P: Platform, D: BlockDevice> Blkback<P, D> {
             .map(|vbd| {
                 let connection = vbd.connection.as_ref();
                 VbdStatus {
-                    frontend_id: vbd.frontend_id,
-                    devid: vbd.devid,
-                    state: vbd.state,
+                    frontend_id: vbd.frontend_id(),
+                    devid: vbd.devid(),
+                    state: vbd.handshake.published_state(),
                     device: vbd.disk.map(|disk| self.disks[disk].name.clone()),
                     queues: connection.map_or(0, |c| c.rings().len()),
                     ring_size: connection
@@ -278,10 +303,10 @@ impl<P: Platform, D: BlockDevice> Blkback<P, D> {
     }
 
     /// A xenstore watch fired. Handles the backend directory (new, changed
-    /// and removed vbds) and watched frontend directories. The path decides;
+    /// and removed vbds) and the frontends' `state` nodes. The path decides;
     /// the token is only checked to come from this engine.
     pub fn on_watch(&mut self, platform: &mut P, path: &str, token: &str) {
-        if token != BACKEND_WATCH_TOKEN && !token.starts_with(FRONTEND_WATCH_TOKEN_PREFIX) {
+        if token != BACKEND_WATCH_TOKEN && !token.starts_with(VBD_WATCH_TOKEN_PREFIX) {
             return;
         }
         let absolute;
@@ -291,40 +316,32 @@ impl<P: Platform, D: BlockDevice> Blkback<P, D> {
             absolute = format!("/local/domain/{}/{path}", self.config.domid);
             &absolute
         };
-        if let Some(rest) = path.strip_prefix(self.backend_root.as_str()) {
-            let mut parts = rest.trim_start_matches('/').split('/');
-            let frontend = parts.next().filter(|part| !part.is_empty());
-            let devid = parts.next();
-            match (frontend, devid) {
-                (Some(frontend), Some(devid)) => {
-                    let (Ok(frontend_id), Ok(devid)) =
-                        (value::parse_domid(frontend), value::parse_u32(devid))
-                    else {
-                        return;
-                    };
-                    match self.find(frontend_id, devid) {
-                        Some(index) => self.update(index, platform),
-                        None => self.discover(frontend_id, devid, platform),
-                    }
+        match self.directory.recognise(path) {
+            Ok(Some(address)) => {
+                if self.find(address).is_none() {
+                    self.discover(address, platform);
+                    return;
                 }
-                _ => self.scan(platform),
             }
-            return;
+            // The directory itself or a frontend domain's: look at all.
+            Ok(None) => return self.scan(platform),
+            Err(PathError::Foreign) => {}
+            Err(error) => {
+                warn!("ignoring watch event for {path}: {error}");
+                return;
+            }
         }
-        let matching: Vec<usize> = self
+        let relevant: Vec<usize> = self
             .vbds
             .iter()
             .enumerate()
             .filter_map(|(index, vbd)| {
-                let frontend = vbd.as_ref()?.frontend_path.as_deref()?;
-                let inside = path
-                    .strip_prefix(frontend)
-                    .is_some_and(|rest| rest.is_empty() || rest.starts_with('/'));
-                inside.then_some(index)
+                let vbd = vbd.as_ref()?;
+                (vbd.live() && vbd.handshake.is_relevant(path)).then_some(index)
             })
             .collect();
-        for index in matching {
-            self.update(index, platform);
+        for index in relevant {
+            self.handle_event(index, path, platform);
         }
     }
 
@@ -346,8 +363,8 @@ impl<P: Platform, D: BlockDevice> Blkback<P, D> {
     /// most [`Config::requests_per_poll`] requests off each connected ring
     /// (so one busy frontend cannot starve the others), drains completions
     /// again, publishes responses and sends notifications, finishes
-    /// closing vbds whose requests have all completed, and retries the
-    /// xenstore updates of vbds whose last write failed.
+    /// disconnecting and removing vbds whose requests have all completed,
+    /// and retries the xenstore work of vbds whose last attempt failed.
     pub fn poll(&mut self, platform: &mut P) -> PollStatus {
         let mut status = PollStatus::default();
         status.more_work |= self.drain_completions(platform);
@@ -361,13 +378,8 @@ impl<P: Platform, D: BlockDevice> Blkback<P, D> {
             }
         }
         for index in 0..self.vbds.len() {
-            self.finish_closing(index, platform);
-            let refresh = self.vbds[index]
-                .as_mut()
-                .is_some_and(|vbd| core::mem::take(&mut vbd.refresh));
-            if refresh {
-                self.update(index, platform);
-            }
+            self.finish_draining(index, platform);
+            self.retry(index, platform);
         }
         status
     }
@@ -401,10 +413,13 @@ impl<P: Platform, D: BlockDevice> Blkback<P, D> {
         if let Some(error) = broken {
             warn!(
                 "vbd {}/{}: frontend broke the ring protocol ({error}); disconnecting",
-                vbd.frontend_id, vbd.devid
+                vbd.frontend_id(),
+                vbd.devid()
             );
-            self.disconnect(index, platform);
-            self.switch_state(index, platform, XenbusState::Closing);
+            // The helper publishes Closing once the rings are gone, so the
+            // frontend closes its end and may start over.
+            let action = vbd.handshake.disconnect();
+            self.run_action(index, action, platform);
         }
         more
     }
@@ -455,62 +470,38 @@ impl<P: Platform, D: BlockDevice> Blkback<P, D> {
         connection.complete(ring, slot, result, buffer, &mut io);
     }
 
-    fn find(&self, frontend_id: DomId, devid: u32) -> Option<usize> {
+    fn find(&self, address: DeviceAddress) -> Option<usize> {
         self.vbds.iter().position(|vbd| {
             vbd.as_ref()
-                .is_some_and(|vbd| vbd.frontend_id == frontend_id && vbd.devid == devid)
+                .is_some_and(|vbd| vbd.handshake.address() == address)
         })
     }
 
-    /// Lists the backend directory: takes on new vbds, drops removed ones.
+    /// Lists the backend directory: takes on new vbds, and has every known
+    /// vbd look at its own directory again (which notices removed ones).
     fn scan(&mut self, platform: &mut P) {
-        let frontends = match platform.directory(TxId::NONE, &self.backend_root) {
-            Ok(frontends) => frontends,
-            Err(XsError::Enoent) => Vec::new(),
+        let present = match self.directory.list(platform, MAX_VBDS) {
+            Ok(present) => present,
             Err(error) => {
-                warn!("cannot list {}: {error:?}", self.backend_root);
+                warn!("cannot list {}: {error:?}", self.directory.root());
                 return;
             }
         };
-        let mut present = Vec::new();
-        for frontend in frontends {
-            let Ok(frontend_id) = value::parse_domid(&frontend) else {
-                warn!("ignoring {}/{frontend}: not a domain id", self.backend_root);
+        for index in 0..self.vbds.len() {
+            let Some(vbd) = self.vbds[index].as_ref().filter(|vbd| vbd.live()) else {
                 continue;
             };
-            let path = format!("{}/{frontend}", self.backend_root);
-            let devids = match platform.directory(TxId::NONE, &path) {
-                Ok(devids) => devids,
-                Err(_) => continue,
-            };
-            for devid in devids {
-                match value::parse_u32(&devid) {
-                    Ok(devid) => present.push((frontend_id, devid)),
-                    Err(error) => warn!("ignoring {path}/{devid}: {error}"),
-                }
-            }
+            let path = String::from(vbd.handshake.backend_path());
+            self.handle_event(index, &path, platform);
         }
-        for index in 0..self.vbds.len() {
-            let gone = self.vbds[index].as_ref().is_some_and(|vbd| {
-                !present.contains(&(vbd.frontend_id, vbd.devid)) && !vbd.remove_when_drained
-            });
-            if gone {
-                self.remove(index, platform);
-            }
-        }
-        for (frontend_id, devid) in present {
-            match self.find(frontend_id, devid) {
-                Some(index) => self.update(index, platform),
-                None => self.discover(frontend_id, devid, platform),
+        for address in present {
+            if self.find(address).is_none() {
+                self.discover(address, platform);
             }
         }
     }
 
-    fn discover(&mut self, frontend_id: DomId, devid: u32, platform: &mut P) {
-        let backend_path = format!("{}/{frontend_id}/{devid}", self.backend_root);
-        if platform.directory(TxId::NONE, &backend_path).is_err() {
-            return;
-        }
+    fn discover(&mut self, address: DeviceAddress, platform: &mut P) {
         let index = match self.vbds.iter().position(Option::is_none) {
             Some(index) => index,
             None if self.vbds.len() < MAX_VBDS => {
@@ -518,175 +509,99 @@ impl<P: Platform, D: BlockDevice> Blkback<P, D> {
                 self.vbds.len() - 1
             }
             None => {
-                warn!("{backend_path}: too many virtual disks; ignored");
+                warn!(
+                    "{}: too many virtual disks; ignored",
+                    self.directory.device_path(address)
+                );
                 return;
             }
         };
         let id = self.next_vbd_id;
         self.next_vbd_id += 1;
-        info!("vbd {frontend_id}/{devid}: new");
         self.vbds[index] = Some(Vbd {
             id,
-            frontend_id,
-            devid,
-            watch_token: format!("{FRONTEND_WATCH_TOKEN_PREFIX}{frontend_id}-{devid}"),
-            backend_path,
-            frontend_path: None,
+            handshake: BackendDevice::new(&self.directory, address),
             disk: None,
             context: None,
-            state: XenbusState::Initialising,
-            failed: false,
-            online: true,
             connection: None,
             device_in_flight: 0,
-            close_when_drained: false,
+            retry_start: false,
+            disconnect_when_drained: false,
             remove_when_drained: false,
-            refresh: false,
+            pending: None,
         });
-        self.update(index, platform);
+        self.bring_up(index, platform);
     }
 
-    /// Re-reads what matters for vbd `index` and advances its state machine.
-    fn update(&mut self, index: usize, platform: &mut P) {
+    /// A watch event that concerns vbd `index`.
+    fn handle_event(&mut self, index: usize, path: &str, platform: &mut P) {
         let Some(vbd) = self.vbds[index].as_mut() else {
             return;
         };
-        if vbd.remove_when_drained {
-            return;
+        match vbd.handshake.phase() {
+            // Not published yet: `params` may just have appeared.
+            Phase::Created | Phase::Probed => self.bring_up(index, platform),
+            _ => {
+                let action = vbd.handshake.on_watch(platform, path);
+                self.run_action(index, action, platform);
+            }
         }
-        if let Err(XsError::Enoent) = platform.directory(TxId::NONE, &vbd.backend_path) {
-            return self.remove(index, platform);
-        }
-        if vbd.failed {
-            return;
-        }
-        vbd.online = match read_optional(platform, &format!("{}/online", vbd.backend_path)) {
-            Ok(Some(online)) => value::parse_bool(&online).unwrap_or_else(|error| {
-                warn!("{}/online: {error}; treated as offline", vbd.backend_path);
-                false
-            }),
-            Ok(None) => true,
-            Err(_) => vbd.online,
-        };
-        if vbd.context.is_none() && !self.probe(index, platform) {
-            return;
-        }
+    }
+
+    /// Checks the vbd's nodes, picks its device and publishes the disk and
+    /// features with state InitWait. Waits quietly while `params` or `mode`
+    /// is missing (the toolstack writes them with the rest in one
+    /// transaction); retries at the next poll after a xenstore failure.
+    fn bring_up(&mut self, index: usize, platform: &mut P) {
         let Some(vbd) = self.vbds[index].as_mut() else {
             return;
         };
-        let Some(frontend_path) = vbd.frontend_path.clone() else {
-            return;
-        };
-        let frontend_state = match read_optional(platform, &format!("{frontend_path}/state")) {
-            Ok(Some(state)) => match XenbusState::parse(&state) {
-                Some(state) => state,
-                None => {
-                    warn!("{frontend_path}/state: invalid value; ignored");
+        vbd.retry_start = false;
+        let (frontend_id, devid) = (vbd.frontend_id(), vbd.devid());
+        if vbd.handshake.phase() == Phase::Created {
+            match vbd.handshake.probe(platform) {
+                Ok(()) => info!("vbd {frontend_id}/{devid}: new"),
+                Err(error) => {
+                    match vbd.handshake.phase() {
+                        Phase::Created => {
+                            warn!("vbd {frontend_id}/{devid}: probing failed: {error}; will retry");
+                            vbd.retry_start = true;
+                        }
+                        // Gone, or not online: nothing to serve.
+                        Phase::Removed => self.vbds[index] = None,
+                        // Refused; the helper has reported why. Kept so that
+                        // its removal is noticed.
+                        _ => warn!("vbd {frontend_id}/{devid}: refused: {error}"),
+                    }
                     return;
                 }
-            },
-            // The frontend's directory is gone: as good as Closed.
-            Ok(None) => XenbusState::Closed,
-            Err(_) => return,
-        };
-        self.drive(index, platform, frontend_state);
-    }
-
-    fn drive(&mut self, index: usize, platform: &mut P, frontend: XenbusState) {
-        use XenbusState::*;
-        let Some(vbd) = self.vbds[index].as_mut() else {
-            return;
-        };
-        let online = vbd.online;
-        let drained = vbd.device_in_flight == 0;
-        let state = vbd.state;
-        match frontend {
-            Closing => {
-                self.disconnect(index, platform);
-                if !matches!(state, Closing | Closed) {
-                    self.switch_state(index, platform, Closing);
-                }
-            }
-            Closed | Unknown => {
-                self.disconnect(index, platform);
-                if state != Closed {
-                    if let Some(vbd) = self.vbds[index].as_mut() {
-                        vbd.close_when_drained = true;
-                    }
-                    self.finish_closing(index, platform);
-                }
-            }
-            Initialised | Connected => {
-                // Once Closed, the frontend was Closed too: Initialised or
-                // Connected now means it started again (GNU Mach goes
-                // straight to Connected).
-                if state == Closed && online && drained {
-                    info!("vbd {}/{}: frontend restarted", vbd.frontend_id, vbd.devid);
-                    self.switch_state(index, platform, InitWait);
-                    self.connect(index, platform);
-                } else if state == InitWait && online {
-                    self.connect(index, platform);
-                } else if state == Connected && !online {
-                    // The toolstack asks for the disk back: ask the frontend to close.
-                    self.switch_state(index, platform, Closing);
-                }
-            }
-            Initialising | InitWait | Reconfiguring | Reconfigured => {
-                if state == Closed && online && drained {
-                    info!("vbd {}/{}: frontend restarted", vbd.frontend_id, vbd.devid);
-                    self.switch_state(index, platform, InitWait);
-                }
             }
         }
-    }
-
-    /// Publishes the disk and features and enters InitWait. Returns false if
-    /// the vbd is not ready yet or was refused.
-    fn probe(&mut self, index: usize, platform: &mut P) -> bool {
-        let Some(vbd) = self.vbds[index].as_mut() else {
-            return false;
-        };
-        let base = vbd.backend_path.clone();
+        if vbd.handshake.phase() != Phase::Probed {
+            return;
+        }
+        let base = String::from(vbd.handshake.backend_path());
         let read = |platform: &mut P, key: &str| read_optional(platform, &format!("{base}/{key}"));
-        // The toolstack writes these in one transaction; until they all
-        // exist there is nothing to do.
-        let (Ok(Some(frontend_id)), Ok(Some(frontend)), Ok(Some(params)), Ok(Some(mode))) = (
-            read(platform, "frontend-id"),
-            read(platform, "frontend"),
-            read(platform, "params"),
-            read(platform, "mode"),
-        ) else {
-            return false;
-        };
-        let frontend_ok = match value::parse_domid(&frontend_id) {
-            Ok(id) if id == vbd.frontend_id => {
-                value::check_frontend_path(&frontend, vbd.frontend_id, "vbd", vbd.devid)
-                    .map_err(|error| format!("frontend {frontend}: {error}"))
+        let (params, mode) = match (read(platform, "params"), read(platform, "mode")) {
+            (Ok(Some(params)), Ok(Some(mode))) => (params, mode),
+            (Err(error), _) | (_, Err(error)) => {
+                warn!("vbd {frontend_id}/{devid}: reading params or mode failed: {error:?}; will retry");
+                vbd.retry_start = true;
+                return;
             }
-            Ok(_) => Err(format!("frontend-id {frontend_id} does not match the path")),
-            Err(error) => Err(format!("frontend-id: {error}")),
+            _ => return,
         };
-        let disk = frontend_ok.and_then(|()| {
-            self.disks
-                .iter()
-                .position(|disk| disk.name == params)
-                .ok_or_else(|| format!("no device named {params}"))
-        });
-        let disk = match disk {
-            Ok(disk) => disk,
-            Err(reason) => {
-                self.refuse(index, platform, &reason);
-                return false;
-            }
+        let Some(disk) = self.disks.iter().position(|disk| disk.name == params) else {
+            let reason = format!("no device named {params}");
+            warn!("vbd {frontend_id}/{devid}: refused: {reason}");
+            let action = vbd.handshake.fail(platform, &reason);
+            return self.run_action(index, action, platform);
         };
         let writable = match mode.as_str() {
             "w" | "w!" => true,
             "r" => false,
             other => {
-                warn!(
-                    "vbd {}/{}: mode {other:?} is not r or w; serving read-only",
-                    vbd.frontend_id, vbd.devid
-                );
+                warn!("vbd {frontend_id}/{devid}: mode {other:?} is not r or w; serving read-only");
                 false
             }
         };
@@ -755,80 +670,91 @@ impl<P: Platform, D: BlockDevice> Blkback<P, D> {
                 self.config.max_ring_page_order.to_string(),
             ));
         }
-        nodes.push(("hotplug-status", "connected".to_string()));
-        for (key, value) in &nodes {
-            if let Err(error) = platform.write(TxId::NONE, &format!("{base}/{key}"), value) {
-                warn!(
-                    "vbd {}/{}: writing {key} failed: {error:?}; will retry",
-                    vbd.frontend_id, vbd.devid
-                );
-                vbd.refresh = true;
-                return false;
+        let features: Vec<(&str, &str)> = nodes
+            .iter()
+            .map(|(key, value)| (*key, value.as_str()))
+            .collect();
+        let token = format!("{VBD_WATCH_TOKEN_PREFIX}{frontend_id}-{devid}");
+        if let Err(error) = vbd.handshake.start(platform, &features, &token) {
+            match vbd.handshake.phase() {
+                Phase::Probed => {
+                    warn!("vbd {frontend_id}/{devid}: publishing the disk failed: {error}; will retry");
+                    vbd.retry_start = true;
+                    return;
+                }
+                Phase::Removed => {
+                    self.vbds[index] = None;
+                    return;
+                }
+                // Published; only a watch is missing, and the backend
+                // directory's own watch still brings its events.
+                _ => warn!("vbd {frontend_id}/{devid}: {error}"),
             }
         }
-        if let Err(error) = platform.watch(&frontend, &vbd.watch_token) {
-            warn!(
-                "vbd {}/{}: watching {frontend} failed: {error:?}",
-                vbd.frontend_id, vbd.devid
-            );
-            return false;
-        }
         info!(
-            "vbd {}/{}: serving {params} ({} sectors{})",
-            vbd.frontend_id,
-            vbd.devid,
+            "vbd {frontend_id}/{devid}: serving {params} ({} sectors{})",
             device.sectors,
             if read_only { ", read-only" } else { "" }
         );
         let tag_base = ((index as u64) << 24) | ((vbd.id & 0xff_ffff) << 40);
         vbd.context = Some(DiskContext {
-            frontend: vbd.frontend_id,
-            devid: vbd.devid,
+            frontend: frontend_id,
+            devid,
             limits,
             tag_base,
             requests_per_poll: self.config.requests_per_poll,
             max_bytes_in_flight_per_ring: self.config.max_bytes_in_flight_per_ring,
         });
-        vbd.frontend_path = Some(frontend);
         vbd.disk = Some(disk);
-        self.switch_state(index, platform, XenbusState::InitWait);
-        true
     }
 
-    /// Gives up on a vbd the toolstack set up wrongly (unknown device, bad
-    /// `frontend`): `hotplug-error` says why, and the state is Closed.
-    fn refuse(&mut self, index: usize, platform: &mut P, reason: &str) {
-        let Some(vbd) = self.vbds[index].as_mut() else {
-            return;
-        };
-        warn!("vbd {}/{}: refused: {reason}", vbd.frontend_id, vbd.devid);
-        vbd.failed = true;
-        let base = vbd.backend_path.clone();
-        for (key, value) in [("hotplug-error", reason), ("hotplug-status", "error")] {
-            if let Err(error) = platform.write(TxId::NONE, &format!("{base}/{key}"), value) {
-                warn!("writing {base}/{key} failed: {error:?}");
-            }
+    /// Does what the handshake asks, and reports back, until it asks for
+    /// nothing more; at most [`MAX_ACTIONS_PER_EVENT`] steps, the rest is
+    /// left for the next poll.
+    fn run_action(&mut self, index: usize, mut action: Action, platform: &mut P) {
+        for _ in 0..MAX_ACTIONS_PER_EVENT {
+            action = match action {
+                Action::None => return,
+                Action::Connect => self.connect(index, platform),
+                Action::Disconnect => {
+                    self.teardown(index, platform);
+                    let Some(vbd) = self.vbds[index].as_mut() else {
+                        return;
+                    };
+                    if vbd.device_in_flight > 0 {
+                        // Reported from `finish_draining`.
+                        vbd.disconnect_when_drained = true;
+                        return;
+                    }
+                    vbd.handshake.disconnected(platform)
+                }
+                Action::Remove => {
+                    self.teardown(index, platform);
+                    if let Some(vbd) = self.vbds[index].as_mut() {
+                        vbd.remove_when_drained = true;
+                    }
+                    return self.finish_draining(index, platform);
+                }
+            };
         }
-        self.switch_state(index, platform, XenbusState::Closed);
+        if let Some(vbd) = self.vbds[index].as_mut() {
+            vbd.pending = Some(action);
+        }
     }
 
     /// Reads the frontend's transport nodes, maps the rings and binds the
-    /// event channels; Connected on success, Closing with a logged reason
-    /// otherwise.
-    fn connect(&mut self, index: usize, platform: &mut P) {
+    /// event channels; tells the handshake how it went.
+    fn connect(&mut self, index: usize, platform: &mut P) -> Action {
         let Some(vbd) = self.vbds[index].as_ref() else {
-            return;
+            return Action::None;
         };
-        let Some(frontend) = vbd.frontend_path.clone() else {
-            return;
+        let (frontend_id, devid) = (vbd.frontend_id(), vbd.devid());
+        let frontend = String::from(vbd.handshake.frontend_path());
+        let result = self.connect_rings(frontend_id, &frontend, platform);
+        let Some(vbd) = self.vbds[index].as_mut() else {
+            return Action::None;
         };
-        if vbd.connection.is_some() {
-            // Connected before, but publishing the state failed.
-            self.switch_state(index, platform, XenbusState::Connected);
-            return;
-        }
-        let (frontend_id, devid) = (vbd.frontend_id, vbd.devid);
-        match self.connect_rings(frontend_id, &frontend, platform) {
+        match result {
             Ok(connection) => {
                 info!(
                     "vbd {frontend_id}/{devid}: connected, {} queue(s) of {} entries, {}{}",
@@ -841,14 +767,13 @@ impl<P: Platform, D: BlockDevice> Blkback<P, D> {
                         ""
                     },
                 );
-                if let Some(vbd) = self.vbds[index].as_mut() {
-                    vbd.connection = Some(connection);
-                }
-                self.switch_state(index, platform, XenbusState::Connected);
+                vbd.connection = Some(connection);
+                vbd.handshake.connected(platform)
             }
             Err(error) => {
                 warn!("vbd {frontend_id}/{devid}: cannot connect: {error}");
-                self.switch_state(index, platform, XenbusState::Closing);
+                vbd.handshake
+                    .fail(platform, &format!("cannot connect: {error}"))
             }
         }
     }
@@ -956,38 +881,21 @@ impl<P: Platform, D: BlockDevice> Blkback<P, D> {
         }
     }
 
-    fn disconnect(&mut self, index: usize, platform: &mut P) {
+    /// Unmaps the rings and persistent grants and closes the event channels.
+    /// Requests still in the device complete into nothing.
+    fn teardown(&mut self, index: usize, platform: &mut P) {
         let Some(vbd) = self.vbds[index].as_mut() else {
             return;
         };
         if let Some(connection) = vbd.connection.take() {
-            info!("vbd {}/{}: disconnected", vbd.frontend_id, vbd.devid);
+            info!("vbd {}/{}: disconnected", vbd.frontend_id(), vbd.devid());
             connection.teardown(platform);
         }
     }
 
-    fn switch_state(&mut self, index: usize, platform: &mut P, state: XenbusState) {
-        let Some(vbd) = self.vbds[index].as_mut() else {
-            return;
-        };
-        if vbd.state == state {
-            return;
-        }
-        let path = format!("{}/state", vbd.backend_path);
-        match platform.write(TxId::NONE, &path, state.as_str()) {
-            Ok(()) => vbd.state = state,
-            Err(error) => {
-                // Keep the old state, so that the next update does the
-                // transition again.
-                warn!("writing {path} failed: {error:?}; will retry");
-                vbd.refresh = true;
-            }
-        }
-    }
-
-    /// Completes a pending close or removal once the device holds nothing
-    /// of the vbd's any more.
-    fn finish_closing(&mut self, index: usize, platform: &mut P) {
+    /// Completes a pending disconnect or removal once the device holds
+    /// nothing of the vbd's any more.
+    fn finish_draining(&mut self, index: usize, platform: &mut P) {
         let Some(vbd) = self.vbds[index].as_mut() else {
             return;
         };
@@ -995,29 +903,32 @@ impl<P: Platform, D: BlockDevice> Blkback<P, D> {
             return;
         }
         if vbd.remove_when_drained {
-            if vbd.frontend_path.is_some() {
-                let _ = platform.unwatch(
-                    vbd.frontend_path.as_deref().unwrap_or_default(),
-                    &vbd.watch_token,
-                );
-            }
-            info!("vbd {}/{}: removed", vbd.frontend_id, vbd.devid);
+            info!("vbd {}/{}: removed", vbd.frontend_id(), vbd.devid());
             self.vbds[index] = None;
             return;
         }
-        if core::mem::take(&mut vbd.close_when_drained) {
-            self.switch_state(index, platform, XenbusState::Closed);
-            // A frontend may already be starting again.
-            self.update(index, platform);
+        if core::mem::take(&mut vbd.disconnect_when_drained) {
+            let action = vbd.handshake.disconnected(platform);
+            self.run_action(index, action, platform);
         }
     }
 
-    /// The backend directory is gone: release everything.
-    fn remove(&mut self, index: usize, platform: &mut P) {
-        self.disconnect(index, platform);
-        if let Some(vbd) = self.vbds[index].as_mut() {
-            vbd.remove_when_drained = true;
+    /// Takes up xenstore work that a failure or the action bound left
+    /// undone.
+    fn retry(&mut self, index: usize, platform: &mut P) {
+        let Some(vbd) = self.vbds[index].as_mut() else {
+            return;
+        };
+        if !vbd.live() || vbd.disconnect_when_drained {
+            return;
         }
-        self.finish_closing(index, platform);
+        if vbd.retry_start {
+            self.bring_up(index, platform);
+        } else if let Some(action) = vbd.pending.take() {
+            self.run_action(index, action, platform);
+        } else if vbd.handshake.needs_refresh() {
+            let action = vbd.handshake.refresh(platform);
+            self.run_action(index, action, platform);
+        }
     }
 }

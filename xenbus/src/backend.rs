@@ -972,6 +972,27 @@ impl BackendDevice {
         self.refresh(xs)
     }
 
+    /// The engine has to drop a connected datapath on its own (the
+    /// frontend broke the ring protocol): returns [`Action::Disconnect`].
+    /// Once the engine has torn the datapath down and called
+    /// [`disconnected`](Self::disconnected), `Closing` is published, so
+    /// the frontend closes its end; it may then start over from
+    /// `Initialising`. In any other phase there is no datapath to drop and
+    /// nothing happens.
+    pub fn disconnect(&mut self) -> Action {
+        if self.phase != Phase::Connected {
+            log::warn!(
+                "{}: disconnect() in phase {:?}",
+                self.backend_path,
+                self.phase
+            );
+            return Action::None;
+        }
+        log::info!("{}: the engine disconnects", self.backend_path);
+        self.phase = Phase::Disconnecting;
+        Action::Disconnect
+    }
+
     /// Reports a failure the toolstack should show: writes `message` to the
     /// backend's `error` node (and `hotplug-status=error` with
     /// `hotplug-error` if the device never reported itself connected), and
@@ -1028,7 +1049,9 @@ impl BackendDevice {
         let _ = self.remove(xs);
     }
 
-    fn published_state(&self) -> XenbusState {
+    /// The state the backend last published (or, while the engine
+    /// connects, still stands behind): for status pages and tests.
+    pub fn published_state(&self) -> XenbusState {
         match self.phase {
             Phase::Idle(state) => state,
             Phase::Connected | Phase::Disconnecting => XenbusState::Connected,

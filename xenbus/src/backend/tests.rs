@@ -503,6 +503,41 @@ fn frontend_restart_while_connected_goes_back_to_initwait() {
 }
 
 #[test]
+fn an_engine_disconnect_asks_the_frontend_to_close_and_allows_a_restart() {
+    let mut store = FakeStore::with_toolstack_nodes();
+    let mut device = started(&mut store);
+    assert_eq!(device.disconnect(), Action::None, "no datapath to drop yet");
+    assert_eq!(device.phase(), Phase::Idle(XenbusState::InitWait));
+    connect(&mut store, &mut device);
+    assert_eq!(device.published_state(), XenbusState::Connected);
+    assert_eq!(device.disconnect(), Action::Disconnect);
+    assert_eq!(
+        backend_state(&store),
+        Some("4"),
+        "no state change before the engine is done"
+    );
+    assert_eq!(
+        device.on_watch(&mut store, &format!("{FRONTEND}/state")),
+        Action::None,
+        "events wait for the engine"
+    );
+    assert_eq!(device.disconnected(&mut store), Action::None);
+    assert_eq!(backend_state(&store), Some("5"));
+    assert_eq!(device.published_state(), XenbusState::Closing);
+    // The frontend has not reacted yet: it is not connected again.
+    assert_eq!(
+        device.on_watch(&mut store, &format!("{FRONTEND}/state")),
+        Action::None
+    );
+    assert_eq!(frontend_state(&mut store, &mut device, "5"), Action::None);
+    assert_eq!(frontend_state(&mut store, &mut device, "6"), Action::None);
+    assert_eq!(backend_state(&store), Some("6"));
+    assert_eq!(frontend_state(&mut store, &mut device, "1"), Action::None);
+    assert_eq!(backend_state(&store), Some("2"));
+    connect(&mut store, &mut device);
+}
+
+#[test]
 fn reconnect_race_after_disconnect_closes_first() {
     let mut store = FakeStore::with_toolstack_nodes();
     let mut device = started(&mut store);
