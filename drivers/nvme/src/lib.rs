@@ -3,8 +3,9 @@
 //!
 //! Layer: a device driver. Below it sit the safe PCI traits of [`pcidev`]
 //! (config space, BAR 0 registers, DMA buffers, interrupts as polled
-//! events), implemented by `rumpuser-xen` over pcifront on real Xen and by a
-//! controller model in this crate's tests. Above it sits `blkback`, which
+//! events), which `rumpuser-xen` is to implement over pcifront on real Xen
+//! (not written yet), and which the `model` module (feature `model`) implements over
+//! plain memory for tests. Above it sits `blkback`, which
 //! serves the namespace to blkfronts. It implements the parts of the
 //! [NVM Express Base Specification](https://nvmexpress.org/specifications/)
 //! (revision 1.4) and its NVM Command Set that a block backend needs:
