@@ -465,3 +465,80 @@ fn control_ring_flood_is_answered_a_budget_at_a_time() {
         .all(|(_, _, status, _)| *status == 1));
     scene.bystanders_unaffected();
 }
+
+#[test]
+fn tx_and_rx_rings_on_one_page_harm_nobody_else() {
+    let mut world = World::new();
+    let (mut bystander, _) = world.guest("bystander", NetfrontConfig::linux());
+    let (mut other, _) = world.guest("other", NetfrontConfig::gnu_mach());
+    let guest = world.xen.create_domain("attacker");
+    let mut dom0 = world.xen.dom0();
+    for parent in [
+        format!("/libxl/{}/device/vif", guest.domid()),
+        format!("/local/domain/{}/device/vif", guest.domid()),
+        format!(
+            "/local/domain/{}/backend/vif/{}",
+            world.driver.domid(),
+            guest.domid()
+        ),
+    ] {
+        xenbus::platform::Xenstore::mkdir(&mut dom0, xenbus::platform::TxId::NONE, &parent)
+            .unwrap();
+    }
+    world
+        .xen
+        .toolstack()
+        .attach_vif(&xensim::VifConfig::new(world.driver.domid(), guest.domid()))
+        .unwrap();
+    world.pump();
+    let config = NetfrontConfig {
+        queues: 1,
+        ..NetfrontConfig::linux()
+    };
+    let mut attacker = Netfront::new(guest.clone(), world.driver.domid(), 0, config);
+    attacker.connect().unwrap();
+    // Point the RX ring at the TX ring's page before the backend looks.
+    let mut guest_store = guest.clone();
+    let tx_ref = xenbus::platform::Xenstore::read(
+        &mut guest_store,
+        xenbus::platform::TxId::NONE,
+        &format!("{}/tx-ring-ref", attacker.path()),
+    )
+    .unwrap();
+    attacker.write_key("rx-ring-ref", &tx_ref).unwrap();
+    world.pump();
+    // Whatever the backend makes of the shared page, the traffic it sees
+    // is bounded and the others are untouched.
+    for seed in 0..20u8 {
+        let _ = attacker.send(
+            0,
+            &raw_frame(BROADCAST, mac_of(&attacker), 200, seed),
+            TxOptions::default(),
+        );
+        let frame = raw_frame(mac_of(&attacker), mac_of(&bystander), 300, seed);
+        bystander.send(0, &frame, TxOptions::default()).unwrap();
+        for _ in 0..5 {
+            world.step();
+            let _ = attacker.process();
+            bystander.process().unwrap();
+            other.process().unwrap();
+        }
+    }
+    world.settle(&mut [&mut bystander, &mut other]);
+    bystander.take_received();
+    other.take_received();
+    // The confusion shows up in the attacker's own counters.
+    let vif = world.vif(&attacker);
+    assert!(
+        !vif.connected
+            || vif.counters.rx_grant_errors
+                + vif.counters.tx_invalid
+                + vif.counters.protocol_errors
+                > 0,
+        "{vif:?}"
+    );
+    let frame = raw_frame(mac_of(&other), mac_of(&bystander), 700, 1);
+    bystander.send(0, &frame, TxOptions::default()).unwrap();
+    world.settle(&mut [&mut bystander, &mut other]);
+    assert_eq!(other.take_received().last().unwrap().data, frame);
+}
