@@ -272,6 +272,14 @@ struct EventTarget {
 struct ProtocolError(String);
 
 /// The netif backend engine with its switch.
+///
+/// A driver domain makes one, calls [`start`](Self::start) once, then for
+/// ever: [`on_watch`](Self::on_watch) for each xenstore watch event,
+/// [`on_event`](Self::on_event) for each event channel that fired, and
+/// [`poll`](Self::poll) after them and on a periodic tick (frontends without
+/// `feature-rx-notify` never kick when they post receive buffers). Each
+/// poll's work is bounded by the budgets of [`Config`]; `more_work` in its
+/// outcome says to poll again soon. `docs/netback.md` shows the loop.
 pub struct Netback<P: Platform> {
     config: Config,
     directory: BackendDirectory,
