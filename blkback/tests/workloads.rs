@@ -6,7 +6,7 @@ mod common;
 use std::collections::BTreeMap;
 
 use blkback::{Config, RamDisk};
-use common::devices::{FileDisk, Reorder, Seen};
+use common::devices::{FileDisk, Gated, Reorder, Seen};
 use common::{Rig, Rng};
 use xenbus::XenbusState;
 use xensim::frontend::blk::{BlkOp, Blkfront, BlkfrontConfig, RSP_OKAY};
@@ -309,6 +309,59 @@ fn frontend_restart_reconnects_and_sees_its_data() {
     assert_eq!(rig.backend_state(&nodes), Some(XenbusState::Connected));
     assert!(
         rig.read(&mut front, 0, 4096) == vec![0x11; 4096],
+        "read back different data"
+    );
+}
+
+#[test]
+fn a_closing_frontend_sees_closed_only_once_the_device_has_finished() {
+    let held = std::rc::Rc::new(std::cell::Cell::new(true));
+    let device = Gated {
+        inner: RamDisk::new(SECTORS).unwrap(),
+        held: held.clone(),
+    };
+    let mut rig = Rig::new(Config::new(0), vec![("gated".to_string(), device)]);
+    let guest = rig.guest("linux");
+    let (nodes, mut front) = rig.attach(&guest, "gated", true, BlkfrontConfig::linux());
+    held.set(false);
+    rig.connect(&mut front);
+    held.set(true);
+    front
+        .submit(
+            0,
+            BlkOp::Write {
+                sector: 8,
+                data: vec![0x5c; 4096],
+            },
+        )
+        .unwrap();
+    rig.pump();
+    let status = rig.backend.vbd(nodes.frontend_id, nodes.devid).unwrap();
+    assert_eq!(status.device_in_flight, 1);
+    front.begin_close().unwrap();
+    for _ in 0..4 {
+        rig.pump();
+        front.step().unwrap();
+    }
+    assert_eq!(
+        rig.driver.active_maps(),
+        0,
+        "the rings stayed mapped after the frontend closed"
+    );
+    assert_ne!(
+        rig.backend_state(&nodes),
+        Some(XenbusState::Closed),
+        "Closed while the device still works for the old connection"
+    );
+    held.set(false);
+    rig.settle(&mut [&mut front]);
+    assert_eq!(rig.backend_state(&nodes), Some(XenbusState::Closed));
+    assert_eq!(front.state(), XenbusState::Closed);
+    // The write the device had taken is on the disk.
+    front.restart().unwrap();
+    rig.connect(&mut front);
+    assert!(
+        rig.read(&mut front, 8, 4096) == vec![0x5c; 4096],
         "read back different data"
     );
 }

@@ -1,8 +1,9 @@
 //! Devices for tests: a file-backed disk, a disk that completes out of
-//! order and records what it saw, and a disk that runs a hook at submission.
+//! order and records what it saw, a disk that runs a hook at submission,
+//! and a disk that holds its completions until told to let them go.
 #![allow(dead_code)]
 
-use std::cell::RefCell;
+use std::cell::{Cell, RefCell};
 use std::collections::VecDeque;
 use std::fs::File;
 use std::os::unix::fs::FileExt;
@@ -171,6 +172,28 @@ impl BlockDevice for Hooked {
         self.inner.submit(tag, request)
     }
     fn poll_completion(&mut self) -> Option<IoCompletion> {
+        self.inner.poll_completion()
+    }
+}
+
+/// A RAM disk that does the work at submission but holds every completion
+/// while `held` is set.
+pub struct Gated {
+    pub inner: RamDisk,
+    pub held: Rc<Cell<bool>>,
+}
+
+impl BlockDevice for Gated {
+    fn info(&self) -> DeviceInfo {
+        self.inner.info()
+    }
+    fn submit(&mut self, tag: IoTag, request: IoRequest) -> Result<(), SubmitError> {
+        self.inner.submit(tag, request)
+    }
+    fn poll_completion(&mut self) -> Option<IoCompletion> {
+        if self.held.get() {
+            return None;
+        }
         self.inner.poll_completion()
     }
 }
