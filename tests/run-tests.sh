@@ -15,13 +15,13 @@ cargo clippy --workspace --all-targets -- -D warnings
 
 step "clippy (x86_64-unknown-none)"
 cargo clippy --target x86_64-unknown-none \
-    -p xen-abi -p xen-ring -p xenbus -p blkback -p netback \
+    -p xen-abi -p xen-ring -p xenbus -p blkback -p netback -p pcidev -p nvme -p e1000 \
     -p rumpuser-xen -p rumpdisk -p rumpnet -- -D warnings
 
 step "host tests"
 cargo test --workspace
 
-for fuzz_dir in */fuzz; do
+for fuzz_dir in */fuzz drivers/*/fuzz; do
     [ -f "$fuzz_dir/Cargo.toml" ] || continue
     step "fuzz: $fuzz_dir (short run)"
     (
