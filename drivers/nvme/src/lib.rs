@@ -20,6 +20,22 @@
 //! [`blkback::BlockDevice::poll_completion`], which drains the completion
 //! queue (a bounded amount of work per call).
 //!
+//! Wiring, as the rumpdisk domain is to do it:
+//!
+//! ```text
+//! let spec = DiskSpec::parse("nvme0:0000:00:05.0/1")?;
+//! let device = platform.pci_device(spec.bdf)?;        // implements pcidev::PciDevice
+//! let mut nvme = Nvme::new(device, Config::new(spec.nsid));
+//! while nvme.poll_bring_up(clock.now_ms()) == Status::Starting {
+//!     platform.wait(10 ms);
+//! }
+//! backend.add_device(spec.name, nvme)?;                // blkback takes it
+//! loop {
+//!     // ... events; a device interrupt is a reason to call backend.poll ...
+//!     backend.device_mut(spec.name).unwrap().tick(clock.now_ms());
+//! }
+//! ```
+//!
 //! The controller is not trusted: a register that reads all ones, a
 //! completion for a command not in flight, a fatal status or a command that
 //! never completes stops the driver with an [`NvmeError`], fails every

@@ -7,7 +7,7 @@ mod common;
 
 use blkback::{Blkback, Config as BlkbackConfig};
 use nvme::spec::nvm;
-use nvme::{Config, Nvme};
+use nvme::{Config, Nvme, NvmeError, Status};
 use xenbus::platform::{TxId, Xenstore};
 use xensim::frontend::blk::{BlkOp, Blkfront, BlkfrontConfig, Completion, RSP_ERROR, RSP_OKAY};
 use xensim::{Domain, Hypervisor, VbdConfig};
@@ -149,5 +149,21 @@ fn a_linux_guest_uses_an_nvme_namespace_through_blkback() {
         sectors: 8,
     };
     assert_eq!(rig.request(&mut front, 0, read).status, RSP_OKAY);
+
+    // The domain's clock ticks the driver through blkback. A controller
+    // that goes fatal fails the guest's requests; nothing hangs.
+    let nvme = rig.backend.device_mut("nvme0").unwrap();
+    assert_eq!(nvme.tick(1_000), Status::Ready);
+    model.make_fatal();
+    assert_eq!(
+        rig.backend.device_mut("nvme0").unwrap().tick(2_000),
+        Status::Failed(NvmeError::ControllerFatal)
+    );
+    let write = BlkOp::Write {
+        sector: 0,
+        data: vec![1; 4096],
+    };
+    assert_eq!(rig.request(&mut front, 1, write).status, RSP_ERROR);
+    assert_eq!(rig.request(&mut front, 0, BlkOp::Flush).status, RSP_ERROR);
     assert!(model.faults().is_empty(), "{:?}", model.faults());
 }
