@@ -72,6 +72,10 @@ pub struct Options {
     pub reported_blocks: Option<u64>,
     /// The platform hands out DMA buffers 8 bytes past a page boundary.
     pub misaligned_dma: bool,
+    /// Admin commands with this opcode are fetched and never completed.
+    pub swallow_admin: Option<u8>,
+    /// Admin commands with this opcode fail with this status.
+    pub fail_admin: Option<(u8, u16)>,
     /// Number of namespaces (NN).
     pub namespaces: u32,
     /// Seed of the order in which fetched commands are executed.
@@ -97,6 +101,8 @@ impl Default for Options {
             interrupt_modes: vec![InterruptMode::MsiX],
             reported_blocks: None,
             misaligned_dma: false,
+            swallow_admin: None,
+            fail_admin: None,
             namespaces: 1,
             seed: 1,
         }
@@ -567,6 +573,10 @@ impl Controller {
             if sqid != 0 && self.swallow {
                 return;
             }
+            let opcode = self.fetched[pick].entry[0];
+            if sqid == 0 && self.options.swallow_admin == Some(opcode) {
+                return;
+            }
             let cqid = self.submission.get(&sqid).map_or(0, |queue| queue.cqid);
             if !self.completion.contains_key(&cqid) || self.cq_full(cqid) {
                 return;
@@ -689,6 +699,11 @@ impl Controller {
         let prp1 = le64(entry, 24);
         let cdw10 = le32(entry, 40);
         let cdw11 = le32(entry, 44);
+        if let Some((failing, status)) = self.options.fail_admin {
+            if failing == opcode {
+                return (status, 0);
+            }
+        }
         match opcode {
             0x06 => {
                 let mut data = vec![0u8; PAGE];

@@ -266,3 +266,39 @@ fn misaligned_dma_memory_from_the_platform_is_not_used() {
     assert_eq!(model.dma_buffers(), 0);
     assert!(!model.enabled());
 }
+
+#[test]
+fn an_admin_command_that_never_completes_times_out() {
+    let model = Model::new(Options {
+        swallow_admin: Some(nvme::spec::admin::IDENTIFY),
+        ready_after_reads: 0,
+        ..Options::default()
+    });
+    let mut config = Config::new(1);
+    config.admin_timeout_ms = 3_000;
+    let mut nvme = Nvme::new(model.clone(), config);
+    assert_eq!(nvme.poll_bring_up(100), Status::Starting);
+    assert_eq!(nvme.poll_bring_up(3_099), Status::Starting);
+    assert_eq!(
+        nvme.poll_bring_up(3_100),
+        Status::Failed(NvmeError::AdminTimeout)
+    );
+    assert!(!model.enabled());
+}
+
+#[test]
+fn a_refused_queue_creation_fails_with_its_status() {
+    // Invalid Queue Size (command specific, 0x02).
+    let model = Model::new(Options {
+        fail_admin: Some((nvme::spec::admin::CREATE_IO_CQ, 0x0102)),
+        ..Options::default()
+    });
+    let mut nvme = Nvme::new(model, Config::new(1));
+    assert_eq!(
+        bring_up(&mut nvme),
+        Status::Failed(NvmeError::AdminFailed {
+            opcode: nvme::spec::admin::CREATE_IO_CQ,
+            status: 0x0102
+        })
+    );
+}
