@@ -76,6 +76,8 @@ pub struct Options {
     pub swallow_admin: Option<u8>,
     /// Admin commands with this opcode fail with this status.
     pub fail_admin: Option<(u8, u16)>,
+    /// Identify data is replaced by bytes from this seed.
+    pub garbage_identify: Option<u64>,
     /// Number of namespaces (NN).
     pub namespaces: u32,
     /// Seed of the order in which fetched commands are executed.
@@ -103,6 +105,7 @@ impl Default for Options {
             misaligned_dma: false,
             swallow_admin: None,
             fail_admin: None,
+            garbage_identify: None,
             namespaces: 1,
             seed: 1,
         }
@@ -742,6 +745,22 @@ impl Controller {
                         // Other valid ids are inactive: all zeroes.
                     }
                     _ => return (0x02, 0),
+                }
+                if let Some(seed) = self.options.garbage_identify {
+                    let mut state = seed.wrapping_mul(0x9e37_79b9_7f4a_7c15) | 1;
+                    for byte in data.iter_mut() {
+                        state ^= state << 13;
+                        state ^= state >> 7;
+                        state ^= state << 17;
+                        *byte = state as u8;
+                    }
+                    // For even seeds, keep the namespace's format usable,
+                    // so the rest of the random structure gets exercised.
+                    if cdw10 & 0xff == 0 && seed % 2 == 0 {
+                        data[26] = 0;
+                        let shift = 9 + (seed / 2 % 4) as u32;
+                        data[128..132].copy_from_slice(&(shift << 16).to_le_bytes());
+                    }
                 }
                 if !self.dma_write(prp1, &data) {
                     return (0x04, 0);
