@@ -87,6 +87,11 @@ mod domain {
         let mut wakeups = Vec::new();
         loop {
             while backend.poll(&mut platform).more_work {}
+            if log::log_enabled!(log::Level::Trace) {
+                for vbd in backend.vbds() {
+                    log::trace!("after poll: {vbd:?}");
+                }
+            }
             wakeups.clear();
             pv::wait(gate.deadline(), &mut wakeups);
             for wakeup in wakeups.drain(..) {

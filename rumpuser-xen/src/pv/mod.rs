@@ -308,10 +308,12 @@ impl EventChannels for Platform {
     }
 
     fn notify(&mut self, port: EvtchnPort) {
+        log::trace!("notify port {port}");
         self.event_channels.notify(port)
     }
 
     fn unmask(&mut self, port: EvtchnPort) {
+        log::trace!("unmask port {port}");
         self.event_channels.unmask(port)
     }
 
@@ -325,6 +327,7 @@ impl Xenstore for Platform {
         self.xenstore.read(tx, path)
     }
     fn write(&mut self, tx: TxId, path: &str, value: &str) -> Result<(), XsError> {
+        log::trace!("xenstore write {path} = {value:?}");
         self.xenstore.write(tx, path, value)
     }
     fn mkdir(&mut self, tx: TxId, path: &str) -> Result<(), XsError> {
