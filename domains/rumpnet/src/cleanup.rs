@@ -149,4 +149,124 @@ mod tests {
         );
         assert_eq!(remove_if_finished(&mut rumpnet, vif), Ok(Outcome::Gone));
     }
+
+    /// The driver domain's loop in miniature: watch events and ports to
+    /// netback, a poll, then removal of finished vifs' directories.
+    struct DriverDomain {
+        domain: xensim::Domain,
+        netback: netback::Netback<xensim::Domain>,
+        removed: alloc::vec::Vec<DeviceAddress>,
+    }
+
+    impl DriverDomain {
+        fn step(&mut self) -> bool {
+            let activity = self.domain.poll_activity();
+            let mut touched = alloc::vec::Vec::new();
+            for event in &activity.watches {
+                if let Some(vif) = crate::hold::vif_of(&event.path) {
+                    touched.push(vif);
+                }
+                self.netback
+                    .on_watch(&mut self.domain, &event.path, &event.token);
+            }
+            for port in &activity.ports {
+                self.netback.on_event(*port);
+            }
+            let outcome = self.netback.poll(
+                &mut self.domain,
+                &mut netback::NoUplink,
+                core::time::Duration::from_secs(1),
+            );
+            for vif in touched {
+                if remove_if_finished(&mut self.domain, vif) == Ok(Outcome::Removed) {
+                    self.removed.push(vif);
+                }
+            }
+            !activity.watches.is_empty() || !activity.ports.is_empty() || outcome.more_work
+        }
+
+        fn settle(&mut self, fronts: &mut [&mut xensim::frontend::net::Netfront]) {
+            for _ in 0..10_000 {
+                let mut progress = usize::from(self.step());
+                for front in fronts.iter_mut() {
+                    progress += front.process().expect("frontend");
+                }
+                if progress == 0 {
+                    return;
+                }
+            }
+            panic!("never settled");
+        }
+    }
+
+    /// `xl network-detach` of a connected vif against netback: the backend
+    /// closes, its directory is removed (which libxl waits for), the
+    /// engine forgets the vif, and the same handle can be attached again.
+    #[test]
+    fn a_detached_vif_disappears_and_can_come_back() {
+        use xensim::frontend::net::{Netfront, NetfrontConfig};
+        use xensim::toolstack::VifConfig;
+        use xensim::Hypervisor;
+
+        let hypervisor = Hypervisor::new();
+        let mut domain = hypervisor.create_domain("rumpnet");
+        let mut netback = netback::Netback::new(netback::Config {
+            uplink: false,
+            ..netback::Config::default()
+        });
+        netback.start(&mut domain).expect("watch backend/vif");
+        let mut driver = DriverDomain {
+            domain,
+            netback,
+            removed: alloc::vec::Vec::new(),
+        };
+        let driver_id = driver.domain.domid();
+        let guest = hypervisor.create_domain("guest");
+        let guest_id = guest.domid();
+        let toolstack = hypervisor.toolstack();
+        let attach = || {
+            toolstack
+                .attach_vif(&VifConfig::new(driver_id, guest_id))
+                .expect("attach")
+        };
+        let nodes = attach();
+        driver.settle(&mut []);
+        let mut front = Netfront::new(guest.clone(), driver_id, 0, NetfrontConfig::linux());
+        front.connect().expect("connect");
+        driver.settle(&mut [&mut front]);
+        assert!(driver.netback.vifs()[0].connected);
+
+        toolstack.begin_detach(&nodes).expect("detach");
+        driver.settle(&mut [&mut front]);
+        assert!(driver.removed.is_empty(), "not before the backend closed");
+        // Linux's netfront answers the backend's Closing by closing.
+        front.close().expect("close");
+        driver.settle(&mut [&mut front]);
+        let vif = DeviceAddress {
+            frontend_id: guest_id,
+            devid: 0,
+        };
+        assert_eq!(driver.removed, [vif]);
+        assert_eq!(
+            hypervisor.dom0().read(TxId::NONE, &nodes.backend),
+            Err(XsError::Enoent),
+            "libxl waits for this directory to go"
+        );
+        assert!(
+            driver.netback.vifs().is_empty(),
+            "the engine forgot the vif"
+        );
+
+        // libxl removes the frontend's directory; a new attach follows.
+        toolstack.finish_detach(&nodes).expect("finish");
+        driver.settle(&mut []);
+        attach();
+        driver.settle(&mut []);
+        let mut again = Netfront::new(guest, driver_id, 0, NetfrontConfig::linux());
+        again.connect().expect("connect again");
+        driver.settle(&mut [&mut again]);
+        let vifs = driver.netback.vifs();
+        assert_eq!(vifs.len(), 1);
+        assert!(vifs[0].connected, "{:?}", vifs[0].last_error);
+    }
 }
