@@ -199,9 +199,6 @@ impl Rig {
             .join("target/rig")
             .join(format!("{stamp}-{label}"));
         fs::create_dir_all(&directory).map_err(io_error("output directory"))?;
-        let latest = self.root.join("target/rig/latest");
-        let _ = fs::remove_file(&latest);
-        let _ = std::os::unix::fs::symlink(&directory, &latest);
 
         let payload = self.payload(&directory)?;
         let serial_log = directory.join("serial.log");
@@ -254,6 +251,10 @@ impl Rig {
             println!("xtask: waiting for {LOCK_FILE} (another rig boot is running)");
             lock.lock().map_err(io_error(LOCK_FILE))?;
         }
+        // target/rig/latest: the boot that started last (not one still queued).
+        let latest = self.root.join("target/rig/latest");
+        let _ = fs::remove_file(&latest);
+        let _ = std::os::unix::fs::symlink(&directory, &latest);
         println!("xtask: booting Xen in QEMU for: {}", tests.join(" "));
         println!("xtask: serial log {}", serial_log.display());
         let boot = watch(qemu, &serial_log, timeout);
