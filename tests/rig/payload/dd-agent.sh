@@ -27,7 +27,8 @@ answer() { # command -> one line
       sync
       dd if="/dev/$device" bs=1M skip="$offset" count="$length" iflag=direct 2>/dev/null | md5sum | cut -d' ' -f1 ;;
     logs)
-      { echo "== xl devd"; cat /var/log/xen/xldevd.log; echo "== hotplug"; cat /var/log/xen/xen-hotplug.log; } 2>/dev/null | sed 's/^/  [dd-log] /' >&2
+      { echo "== xl devd"; cat /var/log/xen/xldevd.log; echo "== hotplug"; cat /var/log/xen/xen-hotplug.log
+        echo "== links"; ip -br link; echo "== bridge"; bridge link; } 2>&1 | sed 's/^/  [dd-log] /' >&2
       echo printed ;;
     *) echo "unknown-command" ;;
   esac

@@ -140,6 +140,7 @@ test_linux_net() {
   local guest
   for guest in lnet-a lnet-b; do
     if ! wait_step "$guest" 2 300; then
+      dd_ask logs >/dev/null  # hotplug logs and bridge ports onto dd's console
       fail "$1" "$guest ping" "$(step_line "$guest" 2)" lnet-a lnet-b dd; return
     fi
   done
