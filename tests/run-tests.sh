@@ -21,13 +21,16 @@ cargo clippy --target x86_64-unknown-none \
 step "host tests"
 cargo test --workspace
 
+# The fuzz crates are separate workspaces; one target directory lets them share their builds.
+fuzz_target_dir="$PWD/target/fuzz"
 for fuzz_dir in */fuzz drivers/*/fuzz; do
     [ -f "$fuzz_dir/Cargo.toml" ] || continue
     step "fuzz: $fuzz_dir (short run)"
     (
         cd "$fuzz_dir"
         for target in $(RUSTC_BOOTSTRAP=1 cargo fuzz list); do
-            RUSTC_BOOTSTRAP=1 cargo fuzz run "$target" -- -max_total_time=20 -seed=1
+            RUSTC_BOOTSTRAP=1 cargo fuzz run --target-dir "$fuzz_target_dir" "$target" -- \
+                -max_total_time=20 -seed=1
         done
     )
 done
