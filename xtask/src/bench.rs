@@ -211,7 +211,10 @@ pub fn run(rig: &Rig, from_log: Option<&Path>) -> Result<bool, String> {
          (`brd` in Linux, `ram0` in rumpdisk); iperf3 between two guests whose\n\
          vifs the driver domain serves. \"Connected\" is the backend's xenstore\n\
          `state` reaching 4 for a guest that was already waiting for the disk.\n\
-         A dash means not measured (image not built, or the run failed).\n\n\
+         Image sizes are file sizes: our ELF images still carry debug info\n\
+         (`[profile.release] debug = 1`); Linux counts vmlinux, initramfs and\n\
+         root filesystem. A dash means not measured (image not built, or that\n\
+         part of the run failed; the serial log says which).\n\n\
          {table}\n",
         versions = versions.join(", "),
         log = boot.serial_log.display(),
