@@ -3,7 +3,9 @@
 //!
 //! Layer: a thin binary at the top. It picks the platform
 //! (`rumpuser_xen::pv`, real Xen), the engine (`netback::Netback`, the
-//! backend half of `xen/io/netif.h`, with its learning switch) and no
+//! backend half of
+//! [`xen/io/netif.h`](https://xenbits.xen.org/gitweb/?p=xen.git;a=blob;f=xen/include/public/io/netif.h),
+//! with its learning switch) and no
 //! uplink (the switch joins the vifs only), and runs the event loop that
 //! feeds the engine: watch events, event channel ports, time. The engine
 //! watches this domain's `backend/vif` directory itself, so no `xl devd`
