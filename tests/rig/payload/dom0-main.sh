@@ -49,12 +49,18 @@ for test in ${TESTS//+/ }; do
     echo "RIG-RESULT $test FAIL step 'lookup': no such test"
     FAILED=$((FAILED + 1))
   fi
-  # In parallel: each destroy waits for its backends' hotplug scripts.
-  for domain in $(xl list | awk 'NR > 1 {print $1}'); do
-    case " $KEEP_DOMAINS " in *" $domain "*) ;; *) destroy_domain "$domain" & ;; esac
-  done
-  wait
   kill "$heartbeat_pid" 2>/dev/null
+  # In parallel: each destroy waits for its backends' hotplug scripts.
+  # (Wait for these jobs only: a bare `wait` would also wait for any other
+  # background job of this shell.)
+  destroying=
+  for domain in $(xl list | awk 'NR > 1 {print $1}'); do
+    case " $KEEP_DOMAINS " in
+      *" $domain "*) ;;
+      *) destroy_domain "$domain" & destroying="$destroying $!" ;;
+    esac
+  done
+  [ -z "$destroying" ] || wait $destroying
   log "$test took $(since "$started") s"
   echo "RIG-TEST-END $test"
 done
