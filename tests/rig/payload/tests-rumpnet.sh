@@ -142,8 +142,10 @@ test_rumpnet_reattach() {
   if [ $iperf_running = yes ] && [ "$after" -le "$before" ]; then
     fail "$1" "bystanders during detach" "rn-t2's tx-packets stayed at $before while iperf3 ran" rn-t2 rn-t1 rumpnet; return
   fi
-  timeout 90 xl network-attach rn-d "backend=rumpnet,mac=00:16:3e:70:00:14" ||
-    { fail "$1" "network-attach" "xl network-attach failed" rn-d rumpnet; return; }
+  if ! timeout 90 xl -vvv network-attach rn-d "backend=rumpnet,mac=00:16:3e:70:00:14" > /tmp/rumpnet-attach.log 2>&1; then
+    tail -40 /tmp/rumpnet-attach.log
+    fail "$1" "network-attach" "xl network-attach failed: $(grep -m1 'error' /tmp/rumpnet-attach.log)" rn-d rumpnet; return
+  fi
   wait_step rn-d 5 300 || { fail "$1" "ping after re-attach" "$(step_line rn-d 5)" rn-d rn-peer rumpnet; return; }
   wait_step rn-t2 3 180 || { fail "$1" "bystanders' iperf3" "$(step_line rn-t2 3)" rn-t2 rn-t1 rumpnet; return; }
   rumpnet_end_check "$1" "vif detached (guest saw eth0 go), attached again, ping works again; rn-t2 -> rn-t1 iperf3 across it: $(step_value rn-t2 3 bits_per_second) bit/s, $before -> $after packets during the detach"
