@@ -29,28 +29,6 @@ use crate::proto::{
 };
 use crate::Platform;
 
-/// A ring mapping shared between the [`BackRing`] that reads it and the
-/// connection that unmaps it once the ring is dropped.
-pub(crate) struct RingMemory<M>(Rc<M>);
-
-impl<M: SharedMemory> SharedMemory for RingMemory<M> {
-    fn len(&self) -> usize {
-        self.0.len()
-    }
-    fn load_u32(&self, offset: usize) -> u32 {
-        self.0.load_u32(offset)
-    }
-    fn store_u32(&self, offset: usize, value: u32) {
-        self.0.store_u32(offset, value)
-    }
-    fn read(&self, offset: usize, destination: &mut [u8]) {
-        self.0.read(offset, destination)
-    }
-    fn write(&self, offset: usize, source: &[u8]) {
-        self.0.write(offset, source)
-    }
-}
-
 /// Per-disk facts the data path needs.
 pub(crate) struct DiskContext {
     pub frontend: DomId,
@@ -109,7 +87,7 @@ struct InFlight {
 
 /// One shared ring with its event channel.
 pub(crate) struct Ring<M> {
-    ring: BackRing<RingMemory<M>>,
+    ring: BackRing<Rc<M>>,
     mapping: Rc<M>,
     port: EvtchnPort,
     slots: Vec<Option<InFlight>>,
@@ -126,7 +104,7 @@ impl<M: SharedMemory> Ring<M> {
     /// Attaches to a freshly mapped ring of `abi` bound to local `port`.
     pub(crate) fn new(mapping: M, abi: Abi, port: EvtchnPort) -> Result<Self, (RingError, M)> {
         let mapping = Rc::new(mapping);
-        let ring = match BackRing::new(RingMemory(mapping.clone()), abi.slot_size()) {
+        let ring = match BackRing::new(mapping.clone(), abi.slot_size()) {
             Ok(ring) => ring,
             Err(error) => {
                 let mapping = Rc::try_unwrap(mapping)

@@ -182,32 +182,9 @@ pub struct PollOutcome {
     pub rx_frames: usize,
 }
 
-/// A ring mapping shared between the ring and the engine, so the mapping
-/// can be handed back to [`GrantMap::unmap`] once the ring is dropped.
-#[derive(Debug)]
-struct RingPage<M>(Rc<M>);
-
-impl<M: SharedMemory> SharedMemory for RingPage<M> {
-    fn len(&self) -> usize {
-        self.0.len()
-    }
-    fn load_u32(&self, offset: usize) -> u32 {
-        self.0.load_u32(offset)
-    }
-    fn store_u32(&self, offset: usize, value: u32) {
-        self.0.store_u32(offset, value)
-    }
-    fn read(&self, offset: usize, destination: &mut [u8]) {
-        self.0.read(offset, destination)
-    }
-    fn write(&self, offset: usize, source: &[u8]) {
-        self.0.write(offset, source)
-    }
-}
-
 struct Queue<M> {
-    tx: BackRing<RingPage<M>>,
-    rx: BackRing<RingPage<M>>,
+    tx: BackRing<Rc<M>>,
+    rx: BackRing<Rc<M>>,
     tx_mapping: Rc<M>,
     rx_mapping: Rc<M>,
     tx_port: EvtchnPort,
@@ -216,7 +193,7 @@ struct Queue<M> {
 }
 
 struct ControlRing<M> {
-    ring: BackRing<RingPage<M>>,
+    ring: BackRing<Rc<M>>,
     mapping: Rc<M>,
     port: EvtchnPort,
 }
@@ -1401,7 +1378,7 @@ fn connect_control<P: Platform>(
         .map(frontend_id, &[gref], true)
         .map_err(|error| format!("ctrl-ring-ref {gref}: cannot map: {error:?}"))?;
     let mapping = Rc::new(mapping);
-    let ring = match BackRing::new(RingPage(mapping.clone()), CTRL_SLOT_SIZE) {
+    let ring = match BackRing::new(mapping.clone(), CTRL_SLOT_SIZE) {
         Ok(ring) => ring,
         Err(error) => {
             if let Ok(mapping) = Rc::try_unwrap(mapping) {
@@ -1527,9 +1504,8 @@ fn connect_queue<P: Platform>(
     };
     let tx_mapping = Rc::new(tx_mapping);
     let rx_mapping = Rc::new(rx_mapping);
-    let rings = BackRing::new(RingPage(tx_mapping.clone()), TX_SLOT_SIZE).and_then(|tx| {
-        BackRing::new(RingPage(rx_mapping.clone()), RX_SLOT_SIZE).map(|rx| (tx, rx))
-    });
+    let rings = BackRing::new(tx_mapping.clone(), TX_SLOT_SIZE)
+        .and_then(|tx| BackRing::new(rx_mapping.clone(), RX_SLOT_SIZE).map(|rx| (tx, rx)));
     let unmap_both = |platform: &mut P, tx: Rc<P::Mapping>, rx: Rc<P::Mapping>| {
         for mapping in [tx, rx] {
             if let Ok(mapping) = Rc::try_unwrap(mapping) {

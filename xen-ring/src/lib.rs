@@ -62,59 +62,31 @@ pub trait SharedMemory {
     fn write(&self, offset: usize, source: &[u8]);
 }
 
-impl<T: SharedMemory + ?Sized> SharedMemory for &T {
-    fn len(&self) -> usize {
-        (**self).len()
-    }
-    fn load_u32(&self, offset: usize) -> u32 {
-        (**self).load_u32(offset)
-    }
-    fn store_u32(&self, offset: usize, value: u32) {
-        (**self).store_u32(offset, value)
-    }
-    fn read(&self, offset: usize, destination: &mut [u8]) {
-        (**self).read(offset, destination)
-    }
-    fn write(&self, offset: usize, source: &[u8]) {
-        (**self).write(offset, source)
-    }
+/// Forwards [`SharedMemory`] through a reference or shared pointer, so one
+/// mapping can back a ring and still be owned by whoever unmaps it.
+macro_rules! forward_shared_memory {
+    ($($pointer:ty),* $(,)?) => {$(
+        impl<T: SharedMemory + ?Sized> SharedMemory for $pointer {
+            fn len(&self) -> usize {
+                (**self).len()
+            }
+            fn load_u32(&self, offset: usize) -> u32 {
+                (**self).load_u32(offset)
+            }
+            fn store_u32(&self, offset: usize, value: u32) {
+                (**self).store_u32(offset, value)
+            }
+            fn read(&self, offset: usize, destination: &mut [u8]) {
+                (**self).read(offset, destination)
+            }
+            fn write(&self, offset: usize, source: &[u8]) {
+                (**self).write(offset, source)
+            }
+        }
+    )*};
 }
 
-impl<T: SharedMemory + ?Sized> SharedMemory for alloc::rc::Rc<T> {
-    fn len(&self) -> usize {
-        (**self).len()
-    }
-    fn load_u32(&self, offset: usize) -> u32 {
-        (**self).load_u32(offset)
-    }
-    fn store_u32(&self, offset: usize, value: u32) {
-        (**self).store_u32(offset, value)
-    }
-    fn read(&self, offset: usize, destination: &mut [u8]) {
-        (**self).read(offset, destination)
-    }
-    fn write(&self, offset: usize, source: &[u8]) {
-        (**self).write(offset, source)
-    }
-}
-
-impl<T: SharedMemory + ?Sized> SharedMemory for alloc::sync::Arc<T> {
-    fn len(&self) -> usize {
-        (**self).len()
-    }
-    fn load_u32(&self, offset: usize) -> u32 {
-        (**self).load_u32(offset)
-    }
-    fn store_u32(&self, offset: usize, value: u32) {
-        (**self).store_u32(offset, value)
-    }
-    fn read(&self, offset: usize, destination: &mut [u8]) {
-        (**self).read(offset, destination)
-    }
-    fn write(&self, offset: usize, source: &[u8]) {
-        (**self).write(offset, source)
-    }
-}
+forward_shared_memory!(&T, alloc::rc::Rc<T>, alloc::sync::Arc<T>);
 
 /// Size of a Xen page; ring mappings are whole numbers of these
 /// (`XEN_PAGE_SHIFT` in `io/ring.h`).
