@@ -6,15 +6,19 @@
 # with `xl devd` running the hotplug scripts, as a driver domain should.
 # dom0 talks to it through xenstore: it writes data/ready once xl devd runs,
 # and answers data/request ("<id> <command>") in data/reply ("<id> <answer>").
+# The bridge is made the way Xen's own scripts make one (no STP, no forward
+# delay) and carries DD_BRIDGE_ADDRESS, so guests can reach dd itself too.
 exec 2>&1
 . /rig/lib.sh
 log "dd: userspace up, kernel $(uname -r)"
 xen_kernel_interfaces
 modprobe -a xen-blkback xen-netback bridge
 modprobe brd rd_nr=2 rd_size=65536
-ip link add ddbr0 type bridge
+DD_BRIDGE_ADDRESS=169.254.60.1/24
+ip link add ddbr0 type bridge stp_state 0 forward_delay 0
 ip link set ddbr0 up
-xl devd -F -p /run/xldevd.pid > /var/log/xen/xldevd.log 2>&1 &
+ip addr add "$DD_BRIDGE_ADDRESS" dev ddbr0
+xl -v devd -F -p /run/xldevd.pid > /var/log/xen/xldevd.log 2>&1 &
 sleep 1
 xenstore-write data/ready 1
 log "dd: domid $(xenstore-read domid), xl devd running, ram disks: $(ls /dev/ram* | tr '\n' ' ')"
@@ -26,9 +30,14 @@ answer() { # command -> one line
       IFS=: read -r _ device offset length <<<"$1"
       sync
       dd if="/dev/$device" bs=1M skip="$offset" count="$length" iflag=direct 2>/dev/null | md5sum | cut -d' ' -f1 ;;
+    net) # one line: each bridge port with its state, then the learnt MACs
+      echo "ports: $(bridge link show 2>&1 | awk '{for (i = 1; i <= NF; i++) if ($i == "state") s = $(i+1); print $2 s}' | tr '\n' ' ')" \
+        "fdb: $(bridge fdb show br ddbr0 2>&1 | grep -v permanent | awk '{print $1 "@" $3}' | tr '\n' ' ')" \
+        "vifs: $(ip -o link show 2>&1 | awk -F': ' '$2 ~ /^vif/ {print $2}' | cut -d@ -f1 | tr '\n' ' ')" ;;
     logs)
       { echo "== xl devd"; cat /var/log/xen/xldevd.log; echo "== hotplug"; cat /var/log/xen/xen-hotplug.log
-        echo "== links"; ip -br link; echo "== bridge"; bridge link; } 2>&1 | sed 's/^/  [dd-log] /' >&2
+        echo "== links"; ip -br link; echo "== bridge"; bridge link; bridge fdb show br ddbr0
+        echo "== addresses"; ip -br addr; echo "== counters"; ip -s -o link | grep -E 'vif|ddbr0'; }  2>&1 | sed 's/^/  [dd-log] /' >&2
       echo printed ;;
     *) echo "unknown-command" ;;
   esac

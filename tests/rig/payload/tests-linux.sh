@@ -130,21 +130,32 @@ test_linux_dom0() {
   pass "$1" "fio randwrite+verify 8 MiB: $(grep -o 'IOPS=[^,]*' /tmp/fio-dom0.out | head -1); 4 MiB pattern found in dd; detached"
 }
 
-# Two guests on dd's bridge ping each other through dd's netback.
+# Two guests on dd's bridge ping each other through dd's netback. Each first
+# pings dd's own address on the bridge (step 2), so a failure says whether a
+# vif reaches the bridge at all or only the forwarding between ports fails.
+LNET_DD_ADDRESS=169.254.60.1
 test_linux_net() {
   dd_up "$1" || return
-  start_guest lnet-a "net:169.254.60.11+ping:169.254.60.12" 128 \
+  start_guest lnet-a "net:169.254.60.11+ping:$LNET_DD_ADDRESS+ping:169.254.60.12" 128 \
     "vif = [ 'backend=dd,bridge=ddbr0,mac=00:16:3e:60:00:11' ]" || { fail "$1" "xl create lnet-a" "see above" dd; return; }
-  start_guest lnet-b "net:169.254.60.12+ping:169.254.60.11" 128 \
+  start_guest lnet-b "net:169.254.60.12+ping:$LNET_DD_ADDRESS+ping:169.254.60.11" 128 \
     "vif = [ 'backend=dd,bridge=ddbr0,mac=00:16:3e:60:00:12' ]" || { fail "$1" "xl create lnet-b" "see above" dd; return; }
-  local guest
-  for guest in lnet-a lnet-b; do
-    if ! wait_step "$guest" 2 300; then
-      dd_ask logs >/dev/null  # hotplug logs and bridge ports onto dd's console
-      fail "$1" "$guest ping" "$(step_line "$guest" 2)" lnet-a lnet-b dd; return
-    fi
+  local guest step what
+  for step in 2 3; do
+    for guest in lnet-a lnet-b; do
+      if ! wait_step "$guest" "$step" 300; then
+        [ "$step" = 2 ] && what="ping dd's bridge address" || what="ping the other guest"
+        log "dd's bridge: $(dd_ask net)"
+        dd_ask logs >/dev/null  # hotplug logs, bridge ports and counters onto dd's console
+        sleep 2
+        fail "$1" "$guest: $what" "$(step_line "$guest" "$step")" lnet-a lnet-b
+        dump_console dd 80
+        return
+      fi
+    done
   done
-  pass "$1" "lnet-a <-> lnet-b ping through dd's netback and bridge (average round trip $(step_value lnet-b 2 rtt_ms) ms)"
+  log "dd's bridge: $(dd_ask net)"
+  pass "$1" "lnet-a <-> lnet-b ping through dd's netback and bridge (average round trip $(step_value lnet-b 3 rtt_ms) ms)"
 }
 
 # dom0 as a netfront of dd (the reference for rumpnet-dom0): a vif from dd's
@@ -152,7 +163,7 @@ test_linux_net() {
 test_linux_net_dom0() {
   dd_up "$1" || return
   local mac=00:16:3e:60:00:01 interface= device
-  start_guest lnet-c "net:169.254.60.13+ping:169.254.60.1" 128 \
+  start_guest lnet-c "net:169.254.60.13+ping:169.254.60.2" 128 \
     "vif = [ 'backend=dd,bridge=ddbr0,mac=00:16:3e:60:00:13' ]" || { fail "$1" "xl create lnet-c" "see above" dd; return; }
   timeout 120 xl network-attach 0 "backend=dd,bridge=ddbr0,mac=$mac" ||
     { fail "$1" "network-attach to dom0" "xl network-attach failed" dd; return; }
@@ -165,7 +176,7 @@ test_linux_net_dom0() {
   done
   [ -n "$interface" ] || { fail "$1" "dom0 netfront" "no interface with MAC $mac appeared in dom0" dd; return; }
   ip link set "$interface" up
-  ip addr add 169.254.60.1/24 dev "$interface"
+  ip addr add 169.254.60.2/24 dev "$interface"
   wait_step lnet-c 2 300 || { fail "$1" "guest pings dom0" "$(step_line lnet-c 2)" lnet-c dd; return; }
   pass "$1" "dom0 $interface (netfront) <-> lnet-c through dd's netback and bridge"
 }
