@@ -10,6 +10,13 @@ rumpdisk_up() { # rumpdisk_up TEST: start rumpdisk or fail TEST
 rumpdisk_attach() { # rumpdisk_attach DOMAIN VDEV TARGET
   timeout 90 xl block-attach "$1" "backend=rumpdisk,format=raw,vdev=$2,access=rw,target=$3"
 }
+# rumpdisk_leftovers BACKEND_PATH: after a failed detach, what is left of the
+# backend directory (libxl waits for the backend domain to remove it).
+rumpdisk_leftovers() {
+  echo "----- $1 after the detach -----"
+  xenstore-ls -f "$1" 2>&1 | head -20
+  echo "----- end of $1 -----"
+}
 rumpdisk_end_check() { # rumpdisk_end_check TEST DETAIL: pass unless rumpdisk died
   if our_still_running rumpdisk; then pass "$1" "$2"
   else fail "$1" "after the test" "rumpdisk is no longer running" rumpdisk; diag_domain rumpdisk; fi
@@ -30,7 +37,8 @@ test_rumpdisk_rw() {
   wrote=$(step_value rd-rw 2 wrote)
   frontend_id=$(xl domid rd-rw)
   backend=$(backend_vbd_path rumpdisk "$frontend_id" xvdb)
-  timeout 60 xl block-detach rd-rw xvdb || { fail "$1" "block-detach" "xl block-detach failed or hung" rumpdisk rd-rw; return; }
+  timeout 60 xl block-detach rd-rw xvdb ||
+    { fail "$1" "block-detach" "xl block-detach failed or hung" rumpdisk rd-rw; rumpdisk_leftovers "$backend"; return; }
   wait_step rd-rw 3 60 || { fail "$1" "detach seen by the guest" "$(step_line rd-rw 3)" rd-rw rumpdisk; return; }
   if xenstore-read "$backend/state" >/dev/null 2>&1 && ! xs_equals "$backend/state" 6; then
     fail "$1" "backend after detach" "$backend/state is $(xenstore-read "$backend/state"), not 6 (Closed)" rumpdisk; return
@@ -71,7 +79,8 @@ test_rumpdisk_dom0() {
     tail -20 /tmp/fio-rumpdisk.out
     fail "$1" "fio verify" "fio reported errors on /dev/xvdc" rumpdisk; return
   fi
-  timeout 60 xl block-detach 0 xvdc || { fail "$1" "block-detach" "xl block-detach failed or hung" rumpdisk; return; }
+  timeout 60 xl block-detach 0 xvdc ||
+    { fail "$1" "block-detach" "xl block-detach failed or hung" rumpdisk; rumpdisk_leftovers "$(backend_vbd_path rumpdisk 0 xvdc)"; return; }
   wait_for 30 test ! -e /dev/xvdc || { fail "$1" "detach" "/dev/xvdc still present in dom0" rumpdisk; return; }
   rumpdisk_end_check "$1" "fio randwrite+verify of 12 MiB on ram1: $(grep -o 'IOPS=[^,]*' /tmp/fio-rumpdisk.out | head -1); detached"
 }
