@@ -290,7 +290,13 @@ impl<D: BlockDevice> Rig<D> {
     pub fn detach(&mut self, nodes: &DeviceNodes, front: &mut Blkfront) {
         self.toolstack.begin_detach(nodes).unwrap();
         self.settle(&mut [front]);
-        assert_eq!(self.backend_state(nodes), Some(XenbusState::Closed));
+        // A backend in a driver domain removes its directory once Closed,
+        // as `xl devd` does; libxl waits for that.
+        assert_eq!(
+            self.read_node(&nodes.backend),
+            None,
+            "backend directory left"
+        );
         self.toolstack.finish_detach(nodes).unwrap();
         self.settle(&mut [front]);
     }
