@@ -39,4 +39,10 @@ step "driver-domain images"
 cargo xtask build
 
 step "end-to-end under real Xen"
-cargo xtask e2e
+# The rig emulates a whole machine in software; on a loaded host a guest can
+# miss a step's deadline. A failed boot is kept (its log path is printed) and
+# the suite is booted once more; a second failure fails the run.
+if ! cargo xtask e2e; then
+    printf '\n==> end-to-end: first boot failed (log kept above); booting once more\n'
+    cargo xtask e2e
+fi
