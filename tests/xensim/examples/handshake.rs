@@ -38,11 +38,8 @@ pub struct Outcome {
     pub frontend_connected: Option<XenbusState>,
     /// `(id, value)` of every response the frontend received.
     pub responses: Vec<(u64, u64)>,
-    /// The frontend's state after the detach.
-    pub frontend_final: Option<XenbusState>,
-    /// Whether the backend removed its directory after the detach, as a
-    /// driver domain must (libxl waits for it).
-    pub backend_removed: bool,
+    /// Both states after the detach.
+    pub final_states: Option<(XenbusState, XenbusState)>,
     /// Whether the frontend could revoke its ring grant at the end, that is
     /// whether the backend unmapped it.
     pub ring_grant_revoked: bool,
@@ -444,16 +441,15 @@ pub fn run() -> Result<Outcome, String> {
     outcome.responses = frontend.responses.clone();
 
     // `xl block-detach`-style removal: online=0, state=Closing; the backend
-    // tears down, the frontend closes, the backend reaches Closed and
-    // removes its directory.
+    // tears down, the frontend closes, the backend reaches Closed.
     toolstack
         .begin_detach(&nodes)
         .map_err(|error| format!("detach: {error:?}"))?;
     run_until(&mut backend, &mut frontend, "Closed", |_, _| {
         toolstack.backend_closed(&nodes)
     })?;
-    outcome.frontend_final = read_state(&mut dom0, &format!("{}/state", nodes.frontend));
-    outcome.backend_removed = dom0.directory(TxId::NONE, &nodes.backend).is_err();
+    outcome.final_states = read_state(&mut dom0, &format!("{}/state", nodes.backend))
+        .zip(read_state(&mut dom0, &format!("{}/state", nodes.frontend)));
     if let Some((_, ring_ref, port)) = frontend.ring.take() {
         outcome.ring_grant_revoked = guest.end_access(ring_ref).is_ok();
         let _ = guest.close_port(port);
@@ -474,10 +470,7 @@ fn main() {
             for (id, value) in &outcome.responses {
                 println!("response {id}: {value}");
             }
-            println!(
-                "after detach: frontend {:?}, backend directory removed: {}",
-                outcome.frontend_final, outcome.backend_removed
-            );
+            println!("after detach: {:?}", outcome.final_states);
             println!("ring grant revoked: {}", outcome.ring_grant_revoked);
         }
         Err(error) => {

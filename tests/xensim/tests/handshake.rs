@@ -12,7 +12,9 @@ fn echo_device_connects_serves_and_closes() {
     assert_eq!(outcome.backend_connected, Some(XenbusState::Connected));
     assert_eq!(outcome.frontend_connected, Some(XenbusState::Connected));
     assert_eq!(outcome.responses, vec![(1, 2), (2, 40), (3, 600)]);
-    assert_eq!(outcome.frontend_final, Some(XenbusState::Closed));
-    assert!(outcome.backend_removed, "the backend removed its directory");
+    assert_eq!(
+        outcome.final_states,
+        Some((XenbusState::Closed, XenbusState::Closed))
+    );
     assert!(outcome.ring_grant_revoked, "the backend unmapped the ring");
 }
