@@ -474,10 +474,7 @@ enum Step {
     Connect,
     Disconnect,
     Publish(XenbusState),
-    PublishThenRetire(XenbusState),
-    /// Removes the backend directory, then forgets the device: the
-    /// toolstack took it offline and it is closed.
-    Retire,
+    PublishThenRemove(XenbusState),
     Remove,
 }
 
@@ -502,8 +499,7 @@ fn decide(phase: Phase, frontend: FrontendView, backend: BackendView) -> Step {
         Phase::Created | Phase::Probed | Phase::Disconnecting | Phase::Removed => Step::Nothing,
         Phase::Failed => match backend {
             BackendView::Online => Step::Nothing,
-            BackendView::Offline => Step::Retire,
-            BackendView::Gone => Step::Remove,
+            BackendView::Offline | BackendView::Gone => Step::Remove,
         },
         Phase::Connecting | Phase::Connected => match (backend, frontend) {
             (BackendView::Gone | BackendView::Offline, _) => Step::Disconnect,
@@ -525,8 +521,8 @@ fn decide(phase: Phase, frontend: FrontendView, backend: BackendView) -> Step {
                     Step::Publish(S::Closing)
                 }
             }
-            BackendView::Offline if published == S::Closed => Step::Retire,
-            BackendView::Offline => Step::PublishThenRetire(S::Closed),
+            BackendView::Offline if published == S::Closed => Step::Remove,
+            BackendView::Offline => Step::PublishThenRemove(S::Closed),
             BackendView::Online => match frontend {
                 FrontendView::State(S::Initialised | S::Connected) => match published {
                     S::InitWait => Step::Connect,
@@ -914,10 +910,8 @@ impl BackendDevice {
                         return Action::None;
                     }
                 },
-                Step::Retire => return self.retire(xs),
-                Step::PublishThenRetire(state) => match self.publish(xs, state) {
-                    Ok(()) => return self.retire(xs),
-                    Err(HandshakeError::Gone) => return self.remove(xs),
+                Step::PublishThenRemove(state) => match self.publish(xs, state) {
+                    Ok(()) | Err(HandshakeError::Gone) => return self.remove(xs),
                     Err(error) => {
                         // Stay, so that the toolstack sees Closed once
                         // xenstore works again.
@@ -1065,28 +1059,6 @@ impl BackendDevice {
             Phase::Failed => XenbusState::Closed,
             Phase::Created | Phase::Probed | Phase::Removed => XenbusState::Initialising,
         }
-    }
-
-    /// Removes the backend directory of a device the toolstack has taken
-    /// offline and that is closed, then forgets it. For a backend in a
-    /// driver domain, libxl waits for the driver domain to do this (it is
-    /// `xl devd`'s job there) and reports the detach as failed otherwise.
-    /// The frontend domain's directory above it goes too once empty.
-    fn retire<X: Xenstore + ?Sized>(&mut self, xs: &mut X) -> Action {
-        match xs.rm(TxId::NONE, &self.backend_path) {
-            Ok(()) | Err(XsError::Enoent) => {}
-            Err(error) => log::warn!("{}: cannot remove: {error:?}", self.backend_path),
-        }
-        if let Some((parent, _)) = self.backend_path.rsplit_once('/') {
-            if xs
-                .directory(TxId::NONE, parent)
-                .is_ok_and(|children| children.is_empty())
-            {
-                // Owned by dom0 in a real toolstack; failing is harmless.
-                let _ = xs.rm(TxId::NONE, parent);
-            }
-        }
-        self.remove(xs)
     }
 
     fn remove<X: Xenstore + ?Sized>(&mut self, xs: &mut X) -> Action {

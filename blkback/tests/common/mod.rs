@@ -290,13 +290,7 @@ impl<D: BlockDevice> Rig<D> {
     pub fn detach(&mut self, nodes: &DeviceNodes, front: &mut Blkfront) {
         self.toolstack.begin_detach(nodes).unwrap();
         self.settle(&mut [front]);
-        // A backend in a driver domain removes its directory once Closed,
-        // as `xl devd` does; libxl waits for that.
-        assert_eq!(
-            self.read_node(&nodes.backend),
-            None,
-            "backend directory left"
-        );
+        assert_eq!(self.backend_state(nodes), Some(XenbusState::Closed));
         self.toolstack.finish_detach(nodes).unwrap();
         self.settle(&mut [front]);
     }

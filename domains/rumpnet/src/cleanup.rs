@@ -242,6 +242,11 @@ mod tests {
         // Linux's netfront answers the backend's Closing by closing.
         front.close().expect("close");
         driver.settle(&mut [&mut front]);
+        let vif = DeviceAddress {
+            frontend_id: guest_id,
+            devid: 0,
+        };
+        assert_eq!(driver.removed, [vif]);
         assert_eq!(
             hypervisor.dom0().read(TxId::NONE, &nodes.backend),
             Err(XsError::Enoent),
