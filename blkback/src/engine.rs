@@ -232,6 +232,11 @@ impl<P: Platform, D: BlockDevice> Blkback<P, D> {
         self.directory.root()
     }
 
+    /// The backend directory itself, to recognise its devices' paths.
+    pub fn directory(&self) -> &BackendDirectory {
+        &self.directory
+    }
+
     /// Registers `device` under `name`, the value a vbd's `params` uses.
     pub fn add_device(&mut self, name: &str, device: D) -> Result<(), AddDeviceError> {
         if name.is_empty() || name.len() > 64 || name.contains('/') {

@@ -295,6 +295,12 @@ impl<P: Platform> Netback<P> {
         &self.config
     }
 
+    /// The backend directory (`backend/vif`, relative to this domain's
+    /// home), to recognise its devices' paths.
+    pub fn directory(&self) -> &BackendDirectory {
+        &self.directory
+    }
+
     /// Watches `backend/vif` (relative to this domain's home) and attaches
     /// the vifs already there. The watch fires once at once; its events
     /// come back through [`on_watch`](Self::on_watch).

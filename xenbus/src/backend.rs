@@ -138,6 +138,8 @@ use crate::platform::{DomId, TxId, Xenstore, XsError};
 use crate::state::XenbusState;
 use crate::value::{self, ValueError};
 
+pub mod retire;
+
 /// How often a transaction is retried when xenstored answers `EAGAIN`.
 pub const MAX_TRANSACTION_ATTEMPTS: u32 = 8;
 

@@ -21,6 +21,7 @@ mod domain {
 
     use blkback::{Blkback, Config, RamDisk};
     use rumpuser_xen::pv::{self, Platform, ShutdownRequest, Wakeup};
+    use xenbus::backend::retire::{Outcome, Retirements};
 
     use crate::disks;
     use crate::gate::{AttachGate, Verdict, DEFAULT_HOLD_NS};
@@ -84,6 +85,10 @@ mod domain {
                 milliseconds.saturating_mul(1_000_000)
             });
         let mut gate = AttachGate::new(hold_ns);
+        // What `xl devd` does in a Linux driver domain: remove the
+        // directory of a vbd the toolstack detached, once it is closed and
+        // libxl has had time to read Closed.
+        let mut retirements = Retirements::default();
         let mut wakeups = Vec::new();
         loop {
             while backend.poll(&mut platform).more_work {}
@@ -93,10 +98,19 @@ mod domain {
                 }
             }
             wakeups.clear();
-            pv::wait(gate.deadline(), &mut wakeups);
+            let deadline = match (gate.deadline(), retirements.deadline()) {
+                (Some(gate), Some(retire)) => Some(gate.min(retire)),
+                (gate, retire) => gate.or(retire),
+            };
+            pv::wait(deadline, &mut wakeups);
             for wakeup in wakeups.drain(..) {
                 match wakeup {
                     Wakeup::Watch(event) => {
+                        retirements.touch(
+                            backend.directory(),
+                            &event.path,
+                            pv::time::monotonic_ns(),
+                        );
                         let verdict = gate.admit(
                             pv::time::monotonic_ns(),
                             &event.path,
@@ -124,6 +138,15 @@ mod domain {
                             ShutdownRequest::Reboot => pv::shutdown::reboot(),
                         }
                     }
+                }
+            }
+            let now = pv::time::monotonic_ns();
+            for (vbd, outcome) in retirements.retire(&mut platform, backend.directory(), now) {
+                let path = backend.directory().device_path(vbd);
+                match outcome {
+                    Ok(Outcome::Removed) => log::info!("rumpdisk: detached; removed {path}"),
+                    Ok(Outcome::Gone | Outcome::InUse) => {}
+                    Err(error) => log::warn!("rumpdisk: cannot remove {path}: {error:?}"),
                 }
             }
         }

@@ -16,8 +16,8 @@
 
 extern crate alloc;
 
-#[cfg_attr(not(target_os = "none"), allow(dead_code))]
-mod cleanup;
+#[cfg(test)]
+mod detach;
 #[cfg_attr(not(target_os = "none"), allow(dead_code))]
 mod hold;
 mod options;
@@ -34,10 +34,10 @@ mod domain {
     use rumpuser_xen::pv::{self, Platform, ShutdownRequest, Wakeup};
     use xenbus::platform::EventChannels;
 
-    use crate::cleanup::{self, Outcome};
     use crate::hold::{self, AttachHold};
     use crate::options;
     use crate::report::VifLog;
+    use xenbus::backend::retire::{self, Outcome, Retirements};
 
     rumpuser_xen::entry!(main);
 
@@ -76,6 +76,10 @@ mod domain {
         );
 
         let mut hold = AttachHold::new(options.attach_hold_ns);
+        // What `xl devd` does in a Linux driver domain: remove the
+        // directory of a vif the toolstack detached, once it is closed and
+        // libxl has had time to read Closed.
+        let mut retirements = Retirements::default();
         let mut vif_log = VifLog::default();
         let mut rx_polling = false;
         let mut next_statistics = pv::time::monotonic_ns() + options.statistics_interval_ns;
@@ -105,6 +109,9 @@ mod domain {
             if let Some(held) = hold.deadline_ns() {
                 deadline = deadline.min(held);
             }
+            if let Some(retire) = retirements.deadline() {
+                deadline = deadline.min(retire);
+            }
             if rx_polling {
                 deadline = deadline.min(now + RX_POLL_INTERVAL_NS);
             }
@@ -115,8 +122,6 @@ mod domain {
             pv::wait(Some(deadline), &mut wakeups);
 
             let mut watched = false;
-            // Vifs whose backend directory changed: candidates for removal.
-            let mut touched: BTreeSet<(u16, u32)> = BTreeSet::new();
             for wakeup in wakeups.drain(..) {
                 match wakeup {
                     Wakeup::Port(port) => {
@@ -130,10 +135,8 @@ mod domain {
                     }
                     Wakeup::Watch(event) => {
                         watched = true;
-                        if let Some(vif) = hold::vif_of(&event.path) {
-                            touched.insert(key(vif));
-                        }
                         let now = pv::time::monotonic_ns();
+                        retirements.touch(netback.directory(), &event.path, now);
                         let known = known_vifs(&netback);
                         let discovery =
                             hold::vif_of(&event.path).is_some_and(|vif| !known.contains(&key(vif)));
@@ -164,28 +167,28 @@ mod domain {
             let now = pv::time::monotonic_ns();
             while let Some((path, token)) = hold.due(now) {
                 watched = true;
-                if let Some(vif) = hold::vif_of(&path) {
-                    touched.insert(key(vif));
-                }
+                retirements.touch(netback.directory(), &path, now);
                 netback.on_watch(&mut platform, &path, &token);
             }
-            // What `xl devd` would do: remove the directory of a vif the
-            // toolstack took offline once it is closed. Deferred events
-            // wait: their vif may not have seen the toolstack's word yet.
-            for (frontend_id, devid) in touched {
-                let vif = DeviceAddress { frontend_id, devid };
-                if hold.must_defer(now) && known_vifs(&netback).contains(&(frontend_id, devid)) {
+            for vif in retirements.due(now) {
+                // A vif whose events are still deferred may not have seen
+                // the toolstack's word yet: look again later.
+                if hold.must_defer(now) && known_vifs(&netback).contains(&key(vif)) {
+                    retirements.touch_device(vif, now);
                     continue;
                 }
-                match cleanup::remove_if_finished(&mut platform, vif) {
+                let path = netback.directory().device_path(vif);
+                match retire::remove_if_finished(&mut platform, netback.directory(), vif) {
                     Ok(Outcome::Removed) => log::info!(
-                        "rumpnet: vif {frontend_id}/{devid}: detached; removed {}",
-                        cleanup::backend_path(vif)
+                        "rumpnet: vif {}/{}: detached; removed {path}",
+                        vif.frontend_id,
+                        vif.devid
                     ),
                     Ok(Outcome::Gone | Outcome::InUse) => {}
                     Err(error) => log::warn!(
-                        "rumpnet: vif {frontend_id}/{devid}: cannot remove {}: {error:?}",
-                        cleanup::backend_path(vif)
+                        "rumpnet: vif {}/{}: cannot remove {path}: {error:?}",
+                        vif.frontend_id,
+                        vif.devid
                     ),
                 }
             }

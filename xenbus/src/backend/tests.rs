@@ -1222,3 +1222,166 @@ fn a_detach_that_cannot_publish_closed_waits_instead_of_vanishing() {
     assert_eq!(device.refresh(&mut store), Action::Remove);
     assert_eq!(backend_state(&store), Some("6"));
 }
+
+mod retirement {
+    use super::*;
+    use crate::backend::retire::{finished, remove_if_finished, Outcome, Retirements};
+
+    const SECOND: u64 = 1_000_000_000;
+
+    #[test]
+    fn only_an_offline_closed_device_is_finished() {
+        assert!(finished(Some("0"), Some("6")));
+        assert!(finished(None, Some("6")));
+        assert!(finished(Some("garbage"), Some("6")));
+        assert!(
+            !finished(Some("1"), Some("6")),
+            "a refused device stays until detached"
+        );
+        assert!(!finished(Some("0"), Some("5")));
+        assert!(!finished(Some("0"), Some("4")));
+        assert!(!finished(Some("0"), None));
+        assert!(!finished(None, None));
+        assert!(!finished(Some("0"), Some("16")));
+    }
+
+    #[test]
+    fn removes_only_what_the_toolstack_finished_with() {
+        let mut store = FakeStore::with_toolstack_nodes();
+        let directory = directory();
+        store.set(&format!("{BACKEND}/state"), "6");
+        assert_eq!(
+            remove_if_finished(&mut store, &directory, address()),
+            Ok(Outcome::InUse),
+            "closed but still online: the toolstack has not let go"
+        );
+        store.set(&format!("{BACKEND}/online"), "0");
+        store.set(&format!("{BACKEND}/state"), "5");
+        assert_eq!(
+            remove_if_finished(&mut store, &directory, address()),
+            Ok(Outcome::InUse)
+        );
+        store.set(&format!("{BACKEND}/state"), "6");
+        assert_eq!(
+            remove_if_finished(&mut store, &directory, address()),
+            Ok(Outcome::Removed)
+        );
+        assert_eq!(store.get(BACKEND), None);
+        assert_eq!(
+            store.get("/local/domain/4/backend/vbd/5"),
+            None,
+            "the emptied frontend directory goes too"
+        );
+        assert_eq!(store.get(FRONTEND), Some(""), "the frontend is dom0's");
+        assert_eq!(
+            remove_if_finished(&mut store, &directory, address()),
+            Ok(Outcome::Gone)
+        );
+    }
+
+    #[test]
+    fn a_sibling_keeps_the_frontend_directory() {
+        let mut store = FakeStore::with_toolstack_nodes();
+        store.set("/local/domain/4/backend/vbd/5/51744/state", "4");
+        store.set(&format!("{BACKEND}/online"), "0");
+        store.set(&format!("{BACKEND}/state"), "6");
+        assert_eq!(
+            remove_if_finished(&mut store, &directory(), address()),
+            Ok(Outcome::Removed)
+        );
+        assert_eq!(
+            store.get("/local/domain/4/backend/vbd/5/51744/state"),
+            Some("4")
+        );
+    }
+
+    #[test]
+    fn xenstore_errors_are_reported_and_nothing_is_removed() {
+        let mut store = FakeStore::with_toolstack_nodes();
+        store.set(&format!("{BACKEND}/online"), "0");
+        store.set(&format!("{BACKEND}/state"), "6");
+        store.failing_read = Some((format!("{BACKEND}/online"), XsError::Eio));
+        assert_eq!(
+            remove_if_finished(&mut store, &directory(), address()),
+            Err(XsError::Eio)
+        );
+        assert_eq!(store.get(&format!("{BACKEND}/state")), Some("6"));
+    }
+
+    #[test]
+    fn a_device_is_looked_at_only_after_a_quiet_period() {
+        let directory = BackendDirectory::absolute(4, "vbd");
+        let mut retirements = Retirements::new(SECOND);
+        assert_eq!(retirements.deadline(), None);
+        retirements.touch(&directory, &format!("{BACKEND}/state"), 10 * SECOND);
+        assert_eq!(retirements.deadline(), Some(11 * SECOND));
+        // Every later event under the device pushes the deadline back.
+        retirements.touch(&directory, BACKEND, 10 * SECOND + SECOND / 2);
+        assert!(retirements.due(11 * SECOND).is_empty());
+        assert_eq!(retirements.due(11 * SECOND + SECOND / 2), [address()]);
+        assert_eq!(retirements.deadline(), None, "handed out once");
+        assert!(retirements.due(100 * SECOND).is_empty());
+    }
+
+    #[test]
+    fn paths_naming_no_device_are_ignored() {
+        let directory = BackendDirectory::absolute(4, "vbd");
+        let mut retirements = Retirements::new(SECOND);
+        for path in [
+            "/local/domain/4/backend/vbd",
+            "/local/domain/4/backend/vbd/5",
+            "/local/domain/4/backend/vif/5/0/state",
+            "/local/domain/4/backend/vbd/05/51728",
+            "/local/domain/4/backend/vbd/5/x",
+            "device/vbd/51728",
+        ] {
+            retirements.touch(&directory, path, 0);
+        }
+        assert_eq!(retirements.deadline(), None);
+    }
+
+    #[test]
+    fn the_pending_list_is_bounded() {
+        let mut retirements = Retirements::new(SECOND);
+        for devid in 0..2 * crate::backend::retire::MAX_PENDING as u32 {
+            retirements.touch_device(
+                DeviceAddress {
+                    frontend_id: 1,
+                    devid,
+                },
+                0,
+            );
+        }
+        assert_eq!(
+            retirements.due(SECOND).len(),
+            crate::backend::retire::MAX_PENDING
+        );
+    }
+
+    /// The whole detach against the handshake: the device closes, the
+    /// engine forgets it, and its directory goes only after the quiet
+    /// period the toolstack needs to read Closed.
+    #[test]
+    fn detach_then_retire() {
+        let mut store = FakeStore::with_toolstack_nodes();
+        let directory = directory();
+        let mut device = started(&mut store);
+        let mut retirements = Retirements::new(SECOND);
+        store.set(&format!("{BACKEND}/online"), "0");
+        let action = device.on_watch(&mut store, "backend/vbd/5/51728/online");
+        assert_eq!(action, Action::Remove);
+        assert_eq!(store.get(&format!("{BACKEND}/state")), Some("6"));
+        retirements.touch(&directory, "backend/vbd/5/51728/state", 0);
+        assert_eq!(
+            retirements.retire(&mut store, &directory, SECOND / 2),
+            [],
+            "looked at too early"
+        );
+        assert_eq!(store.get(&format!("{BACKEND}/state")), Some("6"));
+        assert_eq!(
+            retirements.retire(&mut store, &directory, SECOND),
+            [(address(), Ok(Outcome::Removed))]
+        );
+        assert_eq!(store.get(BACKEND), None);
+    }
+}
