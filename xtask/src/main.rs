@@ -41,7 +41,7 @@ fn main() -> ExitCode {
         }
         Some("e2e") => e2e(root, &args[1..]),
         Some("bench") => match args.get(1).map(String::as_str) {
-            None => bench::run(&rig::Rig::new(root), None),
+            None => images::build(&root).and_then(|()| bench::run(&rig::Rig::new(root), None)),
             Some("--from-log") if args.len() == 3 => {
                 bench::run(&rig::Rig::new(root), Some(std::path::Path::new(&args[2])))
             }
@@ -80,6 +80,8 @@ fn timeout_for(tests: usize) -> Duration {
 /// `cargo xtask e2e`: prepare, boot once, report. Ok(false) when a test failed.
 fn e2e(root: PathBuf, words: &[String]) -> Result<bool, String> {
     let tests = catalogue::select(words)?;
+    // The rig boots whatever is in target/domains: never a stale image.
+    images::build(&root)?;
     let rig = rig::Rig::new(root);
     let boot = match rig
         .prepare()
