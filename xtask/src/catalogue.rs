@@ -215,7 +215,13 @@ mod tests {
                 "linux-blk",
                 "linux-dom0",
                 "linux-net",
-                "rumpdisk-boot"
+                "rumpdisk-boot",
+                "rumpdisk-rw",
+                "rumpdisk-reattach",
+                "rumpdisk-dom0",
+                "rumpdisk-two",
+                "rumpdisk-bad-target",
+                "rumpdisk-features",
             ]
         );
     }
