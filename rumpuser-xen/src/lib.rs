@@ -23,6 +23,7 @@ extern crate std;
 pub mod cmdline;
 pub mod heap;
 pub mod layout;
+pub mod rumpuser;
 pub mod time;
 
 #[cfg(target_os = "none")]

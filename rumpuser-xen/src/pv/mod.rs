@@ -18,6 +18,7 @@ pub mod grant;
 mod hypercall;
 pub mod memory;
 pub mod mm;
+pub mod rumpuser_host;
 pub mod sched;
 pub mod shutdown;
 pub mod time;
