@@ -38,7 +38,62 @@ pub fn build(root: &Path) -> Result<(), String> {
         fs::write(&image, &bytes).map_err(|e| format!("{}: {e}", image.display()))?;
         println!("xtask: {} ({} bytes)", image.display(), bytes.len());
     }
+    rump_tier(std::env::var_os("RUMP_LIBDIR").as_deref().map(Path::new))
+}
+
+/// The NetBSD rump kernel tier (docs/rumpuser.md): says what happens to the
+/// archives in `RUMP_LIBDIR`, never silently.
+fn rump_tier(libdir: Option<&Path>) -> Result<(), String> {
+    let Some(libdir) = libdir else {
+        println!(
+            "xtask: NetBSD rump kernel tier skipped: RUMP_LIBDIR is not set \
+             (the images hold the native Rust drivers; see docs/rumpuser.md)"
+        );
+        return Ok(());
+    };
+    let archives = rump_archives(libdir)?;
+    println!(
+        "xtask: RUMP_LIBDIR={} holds {} rump kernel archives ({}); \
+         linking them into the images is not implemented yet, so the images \
+         hold the native Rust drivers (see docs/rumpuser.md)",
+        libdir.display(),
+        archives.len(),
+        archives.join(", ")
+    );
     Ok(())
+}
+
+/// The `librump*.a` files of `libdir`, sorted; an error unless `librump.a`
+/// is among them and each is an `ar` archive.
+fn rump_archives(libdir: &Path) -> Result<Vec<String>, String> {
+    let entries =
+        fs::read_dir(libdir).map_err(|e| format!("RUMP_LIBDIR {}: {e}", libdir.display()))?;
+    let mut archives = Vec::new();
+    for entry in entries {
+        let entry = entry.map_err(|e| format!("RUMP_LIBDIR {}: {e}", libdir.display()))?;
+        let name = entry.file_name().to_string_lossy().into_owned();
+        if !(name.starts_with("librump") && name.ends_with(".a")) {
+            continue;
+        }
+        let mut magic = [0u8; 8];
+        let readable = fs::File::open(entry.path())
+            .and_then(|mut file| std::io::Read::read_exact(&mut file, &mut magic));
+        if readable.is_err() || &magic != b"!<arch>\n" {
+            return Err(format!(
+                "RUMP_LIBDIR: {} is not an ar archive",
+                entry.path().display()
+            ));
+        }
+        archives.push(name);
+    }
+    archives.sort();
+    if !archives.iter().any(|name| name == "librump.a") {
+        return Err(format!(
+            "RUMP_LIBDIR {} has no librump.a: not a directory of rump kernel archives",
+            libdir.display()
+        ));
+    }
+    Ok(archives)
 }
 
 /// Refuses an image `xl create` would refuse: not a 64-bit x86 ELF
@@ -96,6 +151,29 @@ pub fn check_xen_pv_image(elf: &[u8]) -> Result<(), String> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn rump_libdir_needs_librump_and_real_archives() {
+        let directory =
+            std::env::temp_dir().join(format!("xtask-rump-libdir-{}", std::process::id()));
+        fs::create_dir_all(&directory).unwrap();
+        fs::write(directory.join("librumpvfs.a"), b"!<arch>\nrest").unwrap();
+        fs::write(directory.join("notes.txt"), b"ignored").unwrap();
+        assert!(rump_archives(&directory)
+            .unwrap_err()
+            .contains("no librump.a"));
+        fs::write(directory.join("librump.a"), b"!<arch>\nrest").unwrap();
+        assert_eq!(
+            rump_archives(&directory).unwrap(),
+            ["librump.a", "librumpvfs.a"]
+        );
+        fs::write(directory.join("librumpdev.a"), b"not an archive").unwrap();
+        assert!(rump_archives(&directory)
+            .unwrap_err()
+            .contains("not an ar archive"));
+        assert!(rump_archives(&directory.join("missing")).is_err());
+        fs::remove_dir_all(&directory).unwrap();
+    }
 
     /// A minimal ELF64 executable with one PT_NOTE holding one note.
     fn elf_with_note(note_name: &[u8]) -> Vec<u8> {
