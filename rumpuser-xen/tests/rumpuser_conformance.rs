@@ -976,3 +976,105 @@ fn daemonize_is_a_no_op() {
         assert_eq!(c::rumpuser_daemonize_done(0), 0);
     }
 }
+
+#[test]
+fn mutual_exclusion_and_no_lost_wakeups_under_many_threads() {
+    let rig = Rig::start(2);
+    let m = mutex(RUMPUSER_MTX_KMUTEX);
+    let not_empty = condvar();
+    // Shared state, only touched with `m` held: (threads inside, queue).
+    let state = Arc::new(Mutex::new((
+        0usize,
+        Vec::<u32>::new(),
+        Vec::<String>::new(),
+    )));
+    let mut cookies = Vec::new();
+    for producer in 0..3u32 {
+        let state = state.clone();
+        cookies.push(spawn_rump_thread("producer", true, move || {
+            for item in 0..20u32 {
+                // SAFETY: live mutex and cv throughout.
+                unsafe {
+                    c::rumpuser_mutex_enter(m.get());
+                    {
+                        let mut state = state.lock().unwrap();
+                        if state.0 != 0 {
+                            state
+                                .2
+                                .push(format!("producer {producer} entered beside another"));
+                        }
+                        state.0 += 1;
+                    }
+                    // Give the CPU away inside the critical section: the
+                    // mutex alone must keep the others out.
+                    let pause = c_long::from((producer * 7 + item * 3) as i32 % 5) * 100_000;
+                    c::rumpuser_clock_sleep(RUMPUSER_CLOCK_RELWALL, 0, pause);
+                    {
+                        let mut state = state.lock().unwrap();
+                        state.0 -= 1;
+                        state.1.push(producer * 100 + item);
+                    }
+                    c::rumpuser_cv_signal(not_empty.get());
+                    c::rumpuser_mutex_exit(m.get());
+                }
+            }
+        }));
+    }
+    let consumed = Arc::new(Mutex::new(Vec::new()));
+    for consumer in 0..2 {
+        let state = state.clone();
+        let consumed = consumed.clone();
+        cookies.push(spawn_rump_thread("consumer", true, move || {
+            for _ in 0..30 {
+                // SAFETY: live mutex and cv throughout.
+                unsafe {
+                    c::rumpuser_mutex_enter(m.get());
+                    loop {
+                        let item = state.lock().unwrap().1.pop();
+                        if let Some(item) = item {
+                            consumed.lock().unwrap().push(item);
+                            break;
+                        }
+                        // Alternate the two kinds of wait; a lost wakeup
+                        // shows as a deadlock or a timed-out wait loop
+                        // that never ends.
+                        if consumer == 0 {
+                            c::rumpuser_cv_wait(not_empty.get(), m.get());
+                        } else {
+                            c::rumpuser_cv_timedwait(not_empty.get(), m.get(), 1000, 0);
+                        }
+                    }
+                    c::rumpuser_mutex_exit(m.get());
+                }
+            }
+        }));
+    }
+    let start = rig.now();
+    for cookie in cookies {
+        // SAFETY: joinable cookies.
+        unsafe { c::rumpuser_thread_join(cookie) };
+    }
+    let state = state.lock().unwrap();
+    assert!(state.2.is_empty(), "{:?}", state.2);
+    assert!(state.1.is_empty());
+    let mut consumed = consumed.lock().unwrap().clone();
+    consumed.sort();
+    let mut expected: Vec<u32> = (0..3)
+        .flat_map(|p| (0..20).map(move |i| p * 100 + i))
+        .collect();
+    expected.sort();
+    assert_eq!(consumed, expected);
+    // Nobody needed a timed wait's timeout to make progress.
+    assert!(rig.now() - start < 1000 * SECOND);
+    let log = rig.take_log();
+    let unschedules = log
+        .iter()
+        .filter(|u| matches!(u, Upcall::BackendUnschedule(..)))
+        .count();
+    let schedules = log
+        .iter()
+        .filter(|u| matches!(u, Upcall::BackendSchedule(..)))
+        .count();
+    assert_eq!(unschedules, schedules);
+    rig.assert_no_violations();
+}
