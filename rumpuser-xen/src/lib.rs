@@ -14,6 +14,10 @@
 //! `x86_64-unknown-none`. The arithmetic beneath it (heap bookkeeping,
 //! address layout, time scaling, command line)
 //! is portable and unit-tested on the host.
+//!
+//! [`rumpuser`] exports the rumpuser(3) hypercalls a NetBSD rump kernel
+//! runs on, as C symbols; their semantics are portable (tested on the host
+//! with std threads), and `pv::rumpuser_host` supplies them on Xen.
 #![no_std]
 
 extern crate alloc;

@@ -1078,3 +1078,198 @@ fn mutual_exclusion_and_no_lost_wakeups_under_many_threads() {
     assert_eq!(unschedules, schedules);
     rig.assert_no_violations();
 }
+
+#[test]
+fn every_version_17_hypercall_is_exported() {
+    // Each address comes from the linker resolving the C name, so a
+    // missing or misspelt `#[no_mangle]` fails to link this test.
+    let symbols: &[(&str, usize)] = &[
+        ("rumpuser_init", c::rumpuser_init as *const () as usize),
+        ("rumpuser_malloc", c::rumpuser_malloc as *const () as usize),
+        ("rumpuser_free", c::rumpuser_free as *const () as usize),
+        (
+            "rumpuser_anonmmap",
+            c::rumpuser_anonmmap as *const () as usize,
+        ),
+        ("rumpuser_unmap", c::rumpuser_unmap as *const () as usize),
+        ("rumpuser_open", c::rumpuser_open as *const () as usize),
+        ("rumpuser_close", c::rumpuser_close as *const () as usize),
+        (
+            "rumpuser_getfileinfo",
+            c::rumpuser_getfileinfo as *const () as usize,
+        ),
+        ("rumpuser_bio", c::rumpuser_bio as *const () as usize),
+        (
+            "rumpuser_iovread",
+            c::rumpuser_iovread as *const () as usize,
+        ),
+        (
+            "rumpuser_iovwrite",
+            c::rumpuser_iovwrite as *const () as usize,
+        ),
+        ("rumpuser_syncfd", c::rumpuser_syncfd as *const () as usize),
+        (
+            "rumpuser_clock_gettime",
+            c::rumpuser_clock_gettime as *const () as usize,
+        ),
+        (
+            "rumpuser_clock_sleep",
+            c::rumpuser_clock_sleep as *const () as usize,
+        ),
+        (
+            "rumpuser_getparam",
+            c::rumpuser_getparam as *const () as usize,
+        ),
+        (
+            "rumpuser_seterrno",
+            c::rumpuser_seterrno as *const () as usize,
+        ),
+        ("rumpuser_kill", c::rumpuser_kill as *const () as usize),
+        ("rumpuser_exit", c::rumpuser_exit as *const () as usize),
+        (
+            "rumpuser_putchar",
+            c::rumpuser_putchar as *const () as usize,
+        ),
+        (
+            "rumpuser_dprintf",
+            c::rumpuser_dprintf as *const () as usize,
+        ),
+        (
+            "rumpuser_getrandom",
+            c::rumpuser_getrandom as *const () as usize,
+        ),
+        (
+            "rumpuser_thread_create",
+            c::rumpuser_thread_create as *const () as usize,
+        ),
+        (
+            "rumpuser_thread_exit",
+            c::rumpuser_thread_exit as *const () as usize,
+        ),
+        (
+            "rumpuser_thread_join",
+            c::rumpuser_thread_join as *const () as usize,
+        ),
+        (
+            "rumpuser_curlwpop",
+            c::rumpuser_curlwpop as *const () as usize,
+        ),
+        ("rumpuser_curlwp", c::rumpuser_curlwp as *const () as usize),
+        (
+            "rumpuser_mutex_init",
+            c::rumpuser_mutex_init as *const () as usize,
+        ),
+        (
+            "rumpuser_mutex_enter",
+            c::rumpuser_mutex_enter as *const () as usize,
+        ),
+        (
+            "rumpuser_mutex_enter_nowrap",
+            c::rumpuser_mutex_enter_nowrap as *const () as usize,
+        ),
+        (
+            "rumpuser_mutex_tryenter",
+            c::rumpuser_mutex_tryenter as *const () as usize,
+        ),
+        (
+            "rumpuser_mutex_exit",
+            c::rumpuser_mutex_exit as *const () as usize,
+        ),
+        (
+            "rumpuser_mutex_destroy",
+            c::rumpuser_mutex_destroy as *const () as usize,
+        ),
+        (
+            "rumpuser_mutex_owner",
+            c::rumpuser_mutex_owner as *const () as usize,
+        ),
+        (
+            "rumpuser_rw_init",
+            c::rumpuser_rw_init as *const () as usize,
+        ),
+        (
+            "rumpuser_rw_enter",
+            c::rumpuser_rw_enter as *const () as usize,
+        ),
+        (
+            "rumpuser_rw_tryenter",
+            c::rumpuser_rw_tryenter as *const () as usize,
+        ),
+        (
+            "rumpuser_rw_tryupgrade",
+            c::rumpuser_rw_tryupgrade as *const () as usize,
+        ),
+        (
+            "rumpuser_rw_downgrade",
+            c::rumpuser_rw_downgrade as *const () as usize,
+        ),
+        (
+            "rumpuser_rw_exit",
+            c::rumpuser_rw_exit as *const () as usize,
+        ),
+        (
+            "rumpuser_rw_destroy",
+            c::rumpuser_rw_destroy as *const () as usize,
+        ),
+        (
+            "rumpuser_rw_held",
+            c::rumpuser_rw_held as *const () as usize,
+        ),
+        (
+            "rumpuser_cv_init",
+            c::rumpuser_cv_init as *const () as usize,
+        ),
+        (
+            "rumpuser_cv_destroy",
+            c::rumpuser_cv_destroy as *const () as usize,
+        ),
+        (
+            "rumpuser_cv_wait",
+            c::rumpuser_cv_wait as *const () as usize,
+        ),
+        (
+            "rumpuser_cv_wait_nowrap",
+            c::rumpuser_cv_wait_nowrap as *const () as usize,
+        ),
+        (
+            "rumpuser_cv_timedwait",
+            c::rumpuser_cv_timedwait as *const () as usize,
+        ),
+        (
+            "rumpuser_cv_signal",
+            c::rumpuser_cv_signal as *const () as usize,
+        ),
+        (
+            "rumpuser_cv_broadcast",
+            c::rumpuser_cv_broadcast as *const () as usize,
+        ),
+        (
+            "rumpuser_cv_has_waiters",
+            c::rumpuser_cv_has_waiters as *const () as usize,
+        ),
+        (
+            "rumpuser_dl_bootstrap",
+            c::rumpuser_dl_bootstrap as *const () as usize,
+        ),
+        (
+            "rumpuser_daemonize_begin",
+            c::rumpuser_daemonize_begin as *const () as usize,
+        ),
+        (
+            "rumpuser_daemonize_done",
+            c::rumpuser_daemonize_done as *const () as usize,
+        ),
+    ];
+    // The header's hypercalls, less the syscall proxy (rumpuser_sp_*).
+    assert_eq!(symbols.len(), 52);
+    let mut addresses: Vec<usize> = symbols.iter().map(|&(_, address)| address).collect();
+    addresses.sort();
+    addresses.dedup();
+    assert_eq!(
+        addresses.len(),
+        symbols.len(),
+        "each symbol is its own function"
+    );
+    // SAFETY: the loader hook is a no-op for a static image.
+    unsafe { c::rumpuser_dl_bootstrap(None, None, None) };
+}

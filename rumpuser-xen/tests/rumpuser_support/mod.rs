@@ -130,6 +130,12 @@ pub mod c {
         pub fn rumpuser_cv_has_waiters(cv: *mut RumpuserCv, waitersp: *mut c_int);
         pub fn rumpuser_daemonize_begin() -> c_int;
         pub fn rumpuser_daemonize_done(error: c_int) -> c_int;
+        pub fn rumpuser_exit(value: c_int) -> !;
+        pub fn rumpuser_dl_bootstrap(
+            modinit: rumpuser_xen::rumpuser::abi::RumpModinitFn,
+            symload: rumpuser_xen::rumpuser::abi::RumpSymloadFn,
+            compload: rumpuser_xen::rumpuser::abi::RumpComploadFn,
+        );
     }
 }
 
