@@ -118,7 +118,18 @@ impl ArgumentSource for VariadicArguments {
     }
 }
 
-extern "C" fn dprintf_body(format_string: *const c_char, registers: *const u64, stack: *const u64) {
+/// The body of `rumpuser_dprintf`, called only by the trampoline.
+///
+/// # Safety
+///
+/// `format_string` is null or a C string; `registers` points to the five
+/// saved argument registers and `stack` to the caller's stacked arguments,
+/// which must hold every argument the format string asks for.
+unsafe extern "C" fn dprintf_body(
+    format_string: *const c_char,
+    registers: *const u64,
+    stack: *const u64,
+) {
     let mut arguments = VariadicArguments {
         registers,
         stack,
