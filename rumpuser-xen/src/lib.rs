@@ -27,6 +27,7 @@ extern crate std;
 pub mod cmdline;
 pub mod heap;
 pub mod layout;
+pub mod pci;
 pub mod rumpuser;
 pub mod time;
 

@@ -84,6 +84,13 @@ pub const RUMPDISK: &[Test] = &[
     ),
 ];
 
+/// rumpdisk serving an NVMe controller passed through to it (QEMU's nvme
+/// at 00:11.0, `xl-configs/rumpdisk-nvme.cfg`).
+pub const RUMPDISK_NVME: &[Test] = &[test(
+    "rumpdisk-nvme",
+    "guest writes via rumpdisk's passed-through NVMe; data survives a new rumpdisk",
+)];
+
 /// Our network driver domain, `target/domains/rumpnet`.
 pub const RUMPNET: &[Test] = &[
     test(
@@ -121,6 +128,7 @@ pub const GROUPS: &[(&str, &[&[Test]])] = &[
     ("linux", &[LINUX, LINUX_EXTRA]),
     ("rumpdisk", &[RUMPDISK_BOOT, RUMPDISK]),
     ("rumpnet", &[RUMPNET]),
+    ("nvme", &[RUMPDISK_NVME]),
     ("ours", &[RUMPDISK_BOOT, RUMPDISK, RUMPNET]),
     (
         "all",
@@ -135,6 +143,7 @@ fn all_tests() -> impl Iterator<Item = &'static Test> {
         LINUX_EXTRA,
         RUMPDISK_BOOT,
         RUMPDISK,
+        RUMPDISK_NVME,
         RUMPNET,
         BENCH,
     ]

@@ -212,6 +212,15 @@ impl Rig {
         let drive =
             |file: String, options: &str| format!("file={file},format=raw,if=virtio,{options}");
         let payload_file = payload.display().to_string();
+        // An NVMe controller at 00:11.0 for PCI passthrough into rumpdisk
+        // (tests-rumpdisk-nvme.sh), backed by a sparse file that outlives
+        // the boot like a real disk would.
+        let nvme_image = self.root.join("target/rig/nvme.img");
+        if !nvme_image.exists() {
+            fs::File::create(&nvme_image)
+                .and_then(|file| file.set_len(64 << 20))
+                .map_err(io_error("target/rig/nvme.img"))?;
+        }
         let mut qemu = Command::new("qemu-system-x86_64");
         qemu.args(["-machine", "q35", "-accel", "tcg", "-cpu", "qemu64,+npt", "-smp", "2", "-m", "2048"])
             .args(["-device", "intel-iommu,intremap=on"])
@@ -235,6 +244,9 @@ impl Rig {
             .arg(drive(cache("rootfs.ext4"), "snapshot=on"))
             .arg("-drive")
             .arg(drive(cache("tools.ext4"), "readonly=on"))
+            .arg("-drive")
+            .arg(format!("file={},format=raw,if=none,id=nvme0", nvme_image.display()))
+            .args(["-device", "nvme,drive=nvme0,serial=rignvme,addr=0x11"])
             .stdin(Stdio::null())
             .stdout(Stdio::piped())
             .stderr(Stdio::piped());

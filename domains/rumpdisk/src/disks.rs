@@ -1,7 +1,9 @@
-//! The `disk=NAME:SIZE` words of the command line (`extra=` in the xl
-//! config): which RAM disks to create. The command line comes from whoever
-//! wrote the xl config, so it is checked, and a bad word is reported and
-//! skipped rather than trusted.
+//! The `disk=` words of the command line (`extra=` in the xl config):
+//! which disks to serve. `disk=NAME:SIZE` creates a RAM disk;
+//! `disk=NAME:ssss:bb:dd.f[/NSID]` serves namespace NSID (default 1) of the
+//! NVMe controller passed through at that PCI address (`nvme::DiskSpec`).
+//! The command line comes from whoever wrote the xl config, so it is
+//! checked, and a bad word is reported and skipped rather than trusted.
 
 use alloc::string::String;
 use alloc::vec::Vec;
@@ -85,8 +87,17 @@ pub fn parse_disk(value: &str) -> Result<DiskSpec, DiskSpecError> {
     })
 }
 
-/// Every `disk=` word of `command_line`, in order: the accepted specs and
-/// the refused words with their reasons.
+/// Whether a `disk=` value names a PCI device rather than a size: a RAM
+/// disk's size never holds a `:`, `.` or `/`, a PCI address always does.
+pub fn is_nvme_word(value: &str) -> bool {
+    value
+        .split_once(':')
+        .is_some_and(|(_, rest)| rest.contains([':', '.', '/']))
+}
+
+/// Every RAM `disk=` word of `command_line`, in order: the accepted specs
+/// and the refused words with their reasons. NVMe words are left to
+/// [`parse_nvme_command_line`].
 pub fn parse_command_line(command_line: &str) -> (Vec<DiskSpec>, Vec<(String, DiskSpecError)>) {
     let mut disks: Vec<DiskSpec> = Vec::new();
     let mut refused = Vec::new();
@@ -94,12 +105,91 @@ pub fn parse_command_line(command_line: &str) -> (Vec<DiskSpec>, Vec<(String, Di
         let Some(value) = word.strip_prefix("disk=") else {
             continue;
         };
+        if is_nvme_word(value) {
+            continue;
+        }
         match parse_disk(value) {
             Ok(disk) if disks.iter().any(|known| known.name == disk.name) => {
                 refused.push((value.into(), DiskSpecError::DuplicateName));
             }
             Ok(disk) => disks.push(disk),
             Err(error) => refused.push((value.into(), error)),
+        }
+    }
+    (disks, refused)
+}
+
+/// One NVMe namespace to serve.
+#[cfg_attr(not(target_os = "none"), allow(dead_code))]
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct NvmeSpec {
+    /// The name vbds refer to in their `params` node.
+    pub name: String,
+    /// The controller's host PCI address, as the xl config's `pci=` names it.
+    pub address: pcidev::Bdf,
+    /// The namespace id.
+    pub nsid: u32,
+}
+
+/// Why an NVMe `disk=` word was refused.
+#[cfg_attr(not(target_os = "none"), allow(dead_code))]
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum NvmeSpecError {
+    /// The word does not parse (`nvme::DiskSpec`'s reason).
+    Syntax(nvme::DiskSpecError),
+    /// The same name appears twice, among RAM or NVMe disks.
+    DuplicateName,
+    /// The same controller appears twice (one driver per controller).
+    DuplicateController,
+}
+
+impl fmt::Display for NvmeSpecError {
+    fn fmt(&self, formatter: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Self::Syntax(error) => write!(formatter, "{error}"),
+            Self::DuplicateName => formatter.write_str("the same name appears twice"),
+            Self::DuplicateController => formatter
+                .write_str("the same controller appears twice (one namespace per controller)"),
+        }
+    }
+}
+
+/// Every NVMe `disk=` word of `command_line`, in order, refusing names
+/// already taken by `ram_disks`. (The host build of the binary checks only
+/// RAM disk words; these are used by the image.)
+#[cfg_attr(not(target_os = "none"), allow(dead_code))]
+pub fn parse_nvme_command_line(
+    command_line: &str,
+    ram_disks: &[DiskSpec],
+) -> (Vec<NvmeSpec>, Vec<(String, NvmeSpecError)>) {
+    let mut disks: Vec<NvmeSpec> = Vec::new();
+    let mut refused = Vec::new();
+    for word in command_line.split_ascii_whitespace() {
+        let Some(value) = word.strip_prefix("disk=") else {
+            continue;
+        };
+        if !is_nvme_word(value) {
+            continue;
+        }
+        let spec = match nvme::DiskSpec::parse(value) {
+            Ok(spec) => spec,
+            Err(error) => {
+                refused.push((value.into(), NvmeSpecError::Syntax(error)));
+                continue;
+            }
+        };
+        if ram_disks.iter().any(|disk| disk.name == spec.name)
+            || disks.iter().any(|disk| disk.name == spec.name)
+        {
+            refused.push((value.into(), NvmeSpecError::DuplicateName));
+        } else if disks.iter().any(|disk| disk.address == spec.bdf) {
+            refused.push((value.into(), NvmeSpecError::DuplicateController));
+        } else {
+            disks.push(NvmeSpec {
+                name: spec.name.into(),
+                address: spec.bdf,
+                nsid: spec.nsid,
+            });
         }
     }
     (disks, refused)
@@ -155,5 +245,47 @@ mod tests {
                 ("ram0:1M".into(), DiskSpecError::DuplicateName)
             ]
         );
+    }
+
+    #[test]
+    fn nvme_words_are_told_apart_from_sizes() {
+        assert!(is_nvme_word("nvme0:0000:00:05.0/1"));
+        assert!(is_nvme_word("nvme0:00:05.0"));
+        assert!(!is_nvme_word("ram0:64M"));
+        assert!(!is_nvme_word("ram0"));
+        let line = "disk=ram0:64M disk=nvme0:0000:00:05.0/2 disk=fast:00:06.0 \
+                    disk=ram0:0000:00:07.0 disk=nvme0:0000:00:08.0 disk=other:0000:00:05.0/3 \
+                    disk=bad:0000:00:40.0";
+        let (ram, ram_refused) = parse_command_line(line);
+        assert_eq!(ram.len(), 1);
+        assert!(ram_refused.is_empty(), "{ram_refused:?}");
+        let (nvme, refused) = parse_nvme_command_line(line, &ram);
+        let address = |device| pcidev::Bdf {
+            segment: 0,
+            bus: 0,
+            device,
+            function: 0,
+        };
+        assert_eq!(
+            nvme,
+            [
+                NvmeSpec {
+                    name: "nvme0".into(),
+                    address: address(5),
+                    nsid: 2
+                },
+                NvmeSpec {
+                    name: "fast".into(),
+                    address: address(6),
+                    nsid: 1
+                }
+            ]
+        );
+        let reasons: Vec<&NvmeSpecError> = refused.iter().map(|(_, reason)| reason).collect();
+        assert_eq!(reasons.len(), 4);
+        assert_eq!(reasons[0], &NvmeSpecError::DuplicateName);
+        assert_eq!(reasons[1], &NvmeSpecError::DuplicateName);
+        assert_eq!(reasons[2], &NvmeSpecError::DuplicateController);
+        assert!(matches!(reasons[3], NvmeSpecError::Syntax(_)));
     }
 }

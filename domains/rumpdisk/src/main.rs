@@ -11,6 +11,8 @@
 
 extern crate alloc;
 
+#[cfg(target_os = "none")]
+mod devices;
 mod disks;
 #[cfg_attr(not(target_os = "none"), allow(dead_code))]
 mod gate;
@@ -40,7 +42,7 @@ mod domain {
         };
         let mut config = Config::new(domid);
         config.max_persistent_grants = MAX_PERSISTENT_GRANTS;
-        let mut backend: Blkback<Platform, RamDisk> = Blkback::new(config);
+        let mut backend: Blkback<Platform, crate::devices::Disk> = Blkback::new(config);
 
         let (specs, refused) = disks::parse_command_line(command_line);
         for (word, reason) in &refused {
@@ -51,7 +53,7 @@ mod domain {
         }
         for spec in specs {
             match RamDisk::new(spec.sectors) {
-                Ok(disk) => match backend.add_device(&spec.name, disk) {
+                Ok(disk) => match backend.add_device(&spec.name, disk.into()) {
                     Ok(()) => log::info!(
                         "rumpdisk: RAM disk {} ready, {} sectors ({} MiB)",
                         spec.name,
@@ -67,6 +69,7 @@ mod domain {
                 ),
             }
         }
+        crate::devices::add_nvme_disks(&mut backend, command_line);
         log::info!("rumpdisk: {}", pv::memory_summary());
 
         if let Err(error) = backend.start(&mut platform) {

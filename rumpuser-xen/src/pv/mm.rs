@@ -61,6 +61,27 @@ pub fn pfn_to_mfn(pfn: u64) -> u64 {
     }
 }
 
+/// Points the p2m entry of `pfn` at `mfn`: used by the PCI layer after
+/// `XENMEM_exchange` gave a run of our pseudo-physical frames new machine
+/// frames (`pv::pci`, DMA memory).
+///
+/// # Safety
+///
+/// `mfn` must be a frame Xen gave this domain to back `pfn`, and the old
+/// frame must no longer be mapped or used.
+pub unsafe fn set_pfn_to_mfn(pfn: u64, mfn: u64) {
+    let memory = MEMORY.borrow();
+    assert!(pfn < memory.nr_pages, "pfn {pfn:#x} beyond the p2m");
+    // SAFETY: the p2m has `nr_pages` entries, mapped writable by the
+    // domain builder for the domain's life; `pfn` is in range, and the
+    // caller vouches for the new value.
+    unsafe {
+        (memory.mfn_list as *mut u64)
+            .add(pfn as usize)
+            .write_volatile(mfn)
+    }
+}
+
 /// Pseudo-physical frame of machine frame `mfn` (Xen's read-only m2p).
 pub fn mfn_to_pfn(mfn: u64) -> u64 {
     // SAFETY: Xen maps the machine-to-phys table read-only into every PV

@@ -18,6 +18,7 @@ pub mod grant;
 mod hypercall;
 pub mod memory;
 pub mod mm;
+pub mod pci;
 pub mod rumpuser_host;
 pub mod sched;
 pub mod shutdown;
@@ -171,6 +172,9 @@ pub fn wait(deadline_ns: Option<u64>, wakeups: &mut Vec<Wakeup>) {
             // The store and timer ports only wake us; their work is below.
             if port != store_port && port != timer_port && port != console_port {
                 log::trace!("event on port {port}");
+                // A device interrupt is recorded for its driver's
+                // `take_fired`; the wakeup still makes the loop poll.
+                pci::note_event(port);
                 wakeups.push(Wakeup::Port(port));
             }
         });

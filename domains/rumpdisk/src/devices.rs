@@ -1,0 +1,156 @@
+//! The block devices the domain serves: RAM disks, and NVMe namespaces on
+//! controllers passed through to it (`pci=[...]` in its xl config), driven
+//! by `drivers/nvme` over the platform's PCI layer (`rumpuser_xen::pv::pci`).
+
+use alloc::boxed::Box;
+use alloc::format;
+use alloc::string::String;
+
+use blkback::{
+    Blkback, BlockDevice, DeviceInfo, IoCompletion, IoRequest, IoTag, RamDisk, SubmitError,
+};
+use nvme::{Config, Nvme, Status};
+use rumpuser_xen::pv::{self, pci, Platform};
+
+use crate::disks::{self, NvmeSpec};
+
+/// How often a controller's health and command ages are checked.
+const TICK_MS: u64 = 1_000;
+/// Longest bring-up we wait for, beyond the driver's own CAP.TO and admin
+/// timeouts (a guard against a controller that keeps it busy forever).
+const BRING_UP_LIMIT_MS: u64 = 120_000;
+
+fn now_ms() -> u64 {
+    pv::time::monotonic_ns() / 1_000_000
+}
+
+/// One NVMe namespace, ticked from its own completion polls.
+pub struct NvmeDisk {
+    driver: Nvme<pci::PciDevice>,
+    last_tick_ms: u64,
+}
+
+impl NvmeDisk {
+    fn tick_if_due(&mut self) {
+        let now = now_ms();
+        if now.saturating_sub(self.last_tick_ms) >= TICK_MS {
+            self.last_tick_ms = now;
+            if let Status::Failed(error) = self.driver.tick(now) {
+                log::error!("rumpdisk: NVMe controller failed: {error}");
+            }
+        }
+    }
+}
+
+/// A disk of either kind.
+pub enum Disk {
+    /// A RAM disk.
+    Ram(RamDisk),
+    /// An NVMe namespace (boxed: the driver's state is large).
+    Nvme(Box<NvmeDisk>),
+}
+
+impl From<RamDisk> for Disk {
+    fn from(disk: RamDisk) -> Self {
+        Self::Ram(disk)
+    }
+}
+
+impl BlockDevice for Disk {
+    fn info(&self) -> DeviceInfo {
+        match self {
+            Self::Ram(disk) => disk.info(),
+            Self::Nvme(disk) => disk.driver.info(),
+        }
+    }
+
+    fn submit(&mut self, tag: IoTag, request: IoRequest) -> Result<(), SubmitError> {
+        match self {
+            Self::Ram(disk) => disk.submit(tag, request),
+            Self::Nvme(disk) => disk.driver.submit(tag, request),
+        }
+    }
+
+    fn poll_completion(&mut self) -> Option<IoCompletion> {
+        match self {
+            Self::Ram(disk) => disk.poll_completion(),
+            Self::Nvme(disk) => {
+                // Blkback polls after every wakeup, interrupts included,
+                // which is often enough for one-second health checks.
+                disk.tick_if_due();
+                disk.driver.poll_completion()
+            }
+        }
+    }
+}
+
+/// Opens the controller of `spec` and brings it up (blocking, bounded by
+/// the driver's timeouts).
+fn bring_up(spec: &NvmeSpec) -> Result<NvmeDisk, String> {
+    let device = pci::open(spec.address).map_err(|error| format!("{error}"))?;
+    let mut driver = Nvme::new(device, Config::new(spec.nsid));
+    let start = now_ms();
+    loop {
+        match driver.poll_bring_up(now_ms()) {
+            Status::Ready => break,
+            Status::Failed(error) => return Err(format!("bring-up failed: {error}")),
+            _ if now_ms() - start > BRING_UP_LIMIT_MS => {
+                return Err("bring-up did not finish in 120 s".into())
+            }
+            _ => pv::sleep_ns(1_000_000),
+        }
+    }
+    // The main loop sleeps until an event arrives: without an interrupt
+    // nothing would wake it to poll the controller.
+    if driver.device().interrupt_mode().is_none() {
+        let now = now_ms();
+        while !matches!(
+            driver.shutdown(now_ms()),
+            Status::ShutDown | Status::Failed(_)
+        ) && now_ms() - now < 5_000
+        {
+            pv::sleep_ns(1_000_000);
+        }
+        return Err("the controller has no working interrupt; polled mode is not supported by the domain's loop".into());
+    }
+    if let Some(namespace) = driver.identify_namespace() {
+        log::info!("rumpdisk: NVMe namespace {}: {namespace:?}", spec.nsid);
+    }
+    Ok(NvmeDisk {
+        driver,
+        last_tick_ms: now_ms(),
+    })
+}
+
+/// Brings up every NVMe disk the command line names and registers it with
+/// `backend`; refusals and failures are logged, and the domain carries on
+/// with the disks that work.
+pub fn add_nvme_disks(backend: &mut Blkback<Platform, Disk>, command_line: &str) {
+    let (ram_disks, _) = disks::parse_command_line(command_line);
+    let (specs, refused) = disks::parse_nvme_command_line(command_line, &ram_disks);
+    for (word, reason) in &refused {
+        log::error!("rumpdisk: ignoring disk={word}: {reason}");
+    }
+    for spec in specs {
+        match bring_up(&spec) {
+            Ok(disk) => {
+                let info = disk.driver.info();
+                match backend.add_device(&spec.name, Disk::Nvme(Box::new(disk))) {
+                    Ok(()) => log::info!(
+                        "rumpdisk: NVMe disk {} ready, {} sectors ({} MiB)",
+                        spec.name,
+                        info.sectors,
+                        (info.sectors * disks::SECTOR_SIZE) >> 20
+                    ),
+                    Err(error) => log::error!("rumpdisk: cannot add {}: {error:?}", spec.name),
+                }
+            }
+            Err(error) => log::error!(
+                "rumpdisk: NVMe disk {} ({}/{}) not served: {error}",
+                spec.name,
+                pci::front::Display(spec.address),
+                spec.nsid
+            ),
+        }
+    }
+}
