@@ -165,7 +165,7 @@ test_linux_net_dom0() {
   local mac=00:16:3e:60:00:01 interface= device
   start_guest lnet-c "net:169.254.60.13+ping:169.254.60.2" 128 \
     "vif = [ 'backend=dd,bridge=ddbr0,mac=00:16:3e:60:00:13' ]" || { fail "$1" "xl create lnet-c" "see above" dd; return; }
-  timeout 120 xl network-attach 0 "backend=dd,bridge=ddbr0,mac=$mac" ||
+  timeout 120 xl network-attach 0 backend=dd bridge=ddbr0 "mac=$mac" ||
     { fail "$1" "network-attach to dom0" "xl network-attach failed" dd; return; }
   for _ in $(seq 1 120); do
     for device in /sys/class/net/*; do
