@@ -27,15 +27,16 @@ fail() {
   echo "----- xl list -----"; xl list 2>&1
 }
 
-# wait_for SECS COMMAND...: poll every 0.5 s until COMMAND succeeds.
+# wait_for SECS COMMAND...: poll every 0.5 s until COMMAND succeeds, for at
+# most SECS seconds of dom0's clock (however long COMMAND itself takes).
 wait_for() {
-  local rounds=$(($1 * 2)); shift
-  while [ "$rounds" -gt 0 ]; do
+  local deadline
+  deadline=$(awk -v a="$(now)" -v s="$1" 'BEGIN {print a + s}'); shift
+  while :; do
     "$@" && return 0
+    awk -v d="$deadline" -v n="$(now)" 'BEGIN {exit !(n >= d)}' && return 1
     sleep 0.5
-    rounds=$((rounds - 1))
   done
-  return 1
 }
 
 console_log() { echo "/var/log/xen/console/guest-$1.log"; }

@@ -178,5 +178,8 @@ test_linux_net_dom0() {
   ip link set "$interface" up
   ip addr add 169.254.60.2/24 dev "$interface"
   wait_step lnet-c 2 300 || { fail "$1" "guest pings dom0" "$(step_line lnet-c 2)" lnet-c dd; return; }
-  pass "$1" "dom0 $interface (netfront) <-> lnet-c through dd's netback and bridge"
+  local handle
+  handle=$(xl network-list 0 | awk -v m="$mac" '$3 == m {print $1}')
+  timeout 60 xl network-detach 0 "$handle" || { fail "$1" "network-detach from dom0" "xl network-detach 0 $handle failed" dd; return; }
+  pass "$1" "dom0 $interface (netfront) <-> lnet-c through dd's netback and bridge; detached"
 }

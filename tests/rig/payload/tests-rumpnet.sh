@@ -94,7 +94,9 @@ test_rumpnet_dom0() {
   timeout 60 xl network-detach 0 "$(rumpnet_dom0_handle $mac)" || { fail "$1" "network-detach" "xl network-detach failed" rumpnet; return; }
 
   # The lying frontend.
-  rmmod xen-netfront || { fail "$1" "unload dom0 netfront" "rmmod xen-netfront failed" rumpnet; return; }
+  # The detached interface goes away asynchronously; until then the module is in use.
+  wait_for 30 rmmod xen-netfront 2>/dev/null ||
+    { fail "$1" "unload dom0 netfront" "rmmod xen-netfront: $(rmmod xen-netfront 2>&1)" rumpnet; return; }
   rumpnet_attach 0 "$bad_mac" ||
     { modprobe xen-netfront; fail "$1" "hostile network-attach" "$RUMPNET_WHY" rumpnet; return; }
   local handle frontend backend reason state
