@@ -43,8 +43,7 @@ pub const LINUX: &[Test] = &[
     ),
 ];
 
-/// More of the Linux reference, outside the default group until it has
-/// passed here: dom0 as a netfront of dd.
+/// More of the Linux reference: dom0 as a netfront of dd.
 pub const LINUX_EXTRA: &[Test] = &[test(
     "linux-net-dom0",
     "dom0 as a netfront of dd pings a guest (the reference for rumpnet-dom0)",
@@ -123,7 +122,7 @@ pub const BENCH: &[Test] = &[test(
 
 /// Named selections. `default` is what CI runs: only tests that pass today.
 pub const GROUPS: &[(&str, &[&[Test]])] = &[
-    ("default", &[BASIC, LINUX, RUMPDISK_BOOT, RUMPDISK]),
+    ("default", &[BASIC, LINUX, LINUX_EXTRA, RUMPDISK_BOOT, RUMPDISK, RUMPNET]),
     ("basic", &[BASIC]),
     ("linux", &[LINUX, LINUX_EXTRA]),
     ("rumpdisk", &[RUMPDISK_BOOT, RUMPDISK]),
@@ -223,6 +222,7 @@ mod tests {
                 "linux-blk",
                 "linux-dom0",
                 "linux-net",
+                "linux-net-dom0",
                 "rumpdisk-boot",
                 "rumpdisk-rw",
                 "rumpdisk-reattach",
@@ -230,6 +230,11 @@ mod tests {
                 "rumpdisk-two",
                 "rumpdisk-bad-target",
                 "rumpdisk-features",
+                "rumpnet-boot",
+                "rumpnet-ping",
+                "rumpnet-dom0",
+                "rumpnet-reattach",
+                "rumpnet-restart",
             ]
         );
     }
