@@ -115,8 +115,22 @@ const METRICS: &[Metric] = &[
         Device::Network,
     ),
     metric(
-        "create_to_ready_s",
+        "ping_rtt_ms",
+        "ping round trip, guest to guest",
+        "ms",
+        false,
+        Device::Network,
+    ),
+    metric(
+        "net_create_to_ready_s",
         "xl create to backend ready",
+        "s",
+        false,
+        Device::Network,
+    ),
+    metric(
+        "create_to_vif_connected_s",
+        "xl create to first vif Connected",
         "s",
         false,
         Device::Network,

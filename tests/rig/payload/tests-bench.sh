@@ -51,12 +51,35 @@ bench_disk() {
   destroy_domain bench-disk
 }
 
-# bench_net BACKEND VIF_SPEC: iperf3 TCP between two guests through BACKEND.
+# bench_net BACKEND CREATE DOMAIN KEY=VALUE...: the driver domain's start-up
+# up to its first vif Connected, then ping and iperf3 TCP between two guests
+# through it. As in bench_disk, the first guest is up before the driver
+# domain is created and gets its vif by xl network-attach, so the interval
+# is the backend's start-up plus the handshake.
 bench_net() {
-  local backend=$1 spec=$2
-  start_tools_guest bench-server "net:169.254.80.11+iperfd" 192 "vif = [ '$spec,mac=00:16:3e:80:00:11' ]" || return 1
+  local backend=$1 create=$2 domain=$3
+  shift 3
+  local words="$*" spec
+  spec=$(echo "$words" | tr ' ' ',')
+  start_tools_guest bench-server "net:169.254.80.11+iperfd" 192 || return 1
+  wait_for 120 console_has bench-server DOMU-UP
+  destroy_domain "$domain"
+  local started state_path
+  started=$(now)
+  $create || { log "bench: $backend did not start"; return 1; }
+  bench_emit "$backend" net_create_to_ready_s "$(since "$started")"
+  # shellcheck disable=SC2086 # one key=value per argument
+  timeout 90 xl network-attach bench-server $words mac=00:16:3e:80:00:11 || { log "bench: network-attach to $backend failed"; return 1; }
+  state_path=/local/domain/$(xl domid "$domain")/backend/vif/$(xl domid bench-server)/0/state
+  if wait_for 120 xs_equals "$state_path" 4; then
+    bench_emit "$backend" create_to_vif_connected_s "$(since "$started")"
+  fi
+  bench_emit "$backend" memory_mib "$(xl list "$domain" | awk 'NR == 2 {print $3}')"
   start_tools_guest bench-client "net:169.254.80.12+ping:169.254.80.11+iperf:169.254.80.11:10" 192 \
     "vif = [ '$spec,mac=00:16:3e:80:00:12' ]" || return 1
+  if wait_step bench-client 2 300; then
+    bench_emit "$backend" ping_rtt_ms "$(step_value bench-client 2 rtt_ms)"
+  fi
   if wait_step bench-client 3 300; then
     bench_emit "$backend" iperf3_tcp_mbit_s "$(step_value bench-client 3 bits_per_second | awk '{printf "%.1f", $1 / 1000000}')"
   else
@@ -72,7 +95,7 @@ start_rumpnet() { OUR_FAILED_rumpnet=; ensure_our_domain rumpnet || { log "bench
 
 test_bench() {
   bench_disk linux-dd ensure_linux_dd 'backend=dd,format=raw,vdev=xvdb,access=rw,target=/dev/ram0' dd
-  bench_net linux-dd 'backend=dd,bridge=ddbr0'
+  bench_net linux-dd ensure_linux_dd dd backend=dd bridge=ddbr0
   destroy_domain dd
   if [ -f /rig/domains/rumpdisk ]; then
     bench_disk rumpdisk start_rumpdisk 'backend=rumpdisk,format=raw,vdev=xvdb,access=rw,target=ram0' rumpdisk
@@ -81,21 +104,14 @@ test_bench() {
     log "bench: rumpdisk image not built"
   fi
   if [ -f /rig/domains/rumpnet ]; then
-    destroy_domain rumpnet
-    local started
-    started=$(now)
-    if start_rumpnet; then
-      bench_emit rumpnet create_to_ready_s "$(since "$started")"
-      bench_emit rumpnet memory_mib "$(xl list rumpnet | awk 'NR == 2 {print $3}')"
-      bench_net rumpnet 'backend=rumpnet'
-    fi
+    bench_net rumpnet start_rumpnet rumpnet backend=rumpnet
     destroy_domain rumpnet
   else
     log "bench: rumpnet image not built"
   fi
   # The verdict: the Linux baseline is complete.
   local missing= metric
-  for metric in randread_4k_qd32_iops randwrite_4k_qd32_iops seqread_1m_mib_s seqwrite_1m_verify_mib_s create_to_connected_s iperf3_tcp_mbit_s; do
+  for metric in randread_4k_qd32_iops randwrite_4k_qd32_iops seqread_1m_mib_s seqwrite_1m_verify_mib_s create_to_connected_s iperf3_tcp_mbit_s ping_rtt_ms create_to_vif_connected_s; do
     grep -q "^$metric$" /tmp/bench-metrics 2>/dev/null || missing="$missing $metric"
   done
   if [ -n "$missing" ]; then fail "$1" "baseline" "Linux driver domain metrics missing:$missing"
