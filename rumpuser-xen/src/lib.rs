@@ -25,6 +25,7 @@ extern crate alloc;
 extern crate std;
 
 pub mod cmdline;
+pub mod foreign;
 pub mod heap;
 pub mod layout;
 pub mod pci;

@@ -185,12 +185,8 @@ impl SharedMemory for GrantMapping {
             offset + destination.len() <= self.len(),
             "read outside the mapping"
         );
-        for (index, byte) in destination.iter_mut().enumerate() {
-            // SAFETY: inside the mapping (checked above); volatile byte
-            // loads never form a reference into foreign memory.
-            *byte =
-                unsafe { ((self.address as usize + offset + index) as *const u8).read_volatile() };
-        }
+        // SAFETY: the range lies inside the mapping (checked above).
+        unsafe { crate::foreign::copy_from_foreign(self.address as usize + offset, destination) }
     }
 
     fn write(&self, offset: usize, source: &[u8]) {
@@ -198,10 +194,8 @@ impl SharedMemory for GrantMapping {
             offset + source.len() <= self.len(),
             "write outside the mapping"
         );
-        for (index, &byte) in source.iter().enumerate() {
-            // SAFETY: as for `read`.
-            unsafe { ((self.address as usize + offset + index) as *mut u8).write_volatile(byte) };
-        }
+        // SAFETY: the range lies inside the mapping (checked above).
+        unsafe { crate::foreign::copy_to_foreign(self.address as usize + offset, source) }
     }
 }
 
