@@ -342,8 +342,11 @@ impl<P: Platform> Netback<P> {
 
     /// Notes that event channel `port` fired. Returns whether the port
     /// belongs to one of the engine's queues. The work happens in the next
-    /// [`poll`](Self::poll), which looks at every connected ring anyway.
-    pub fn on_event(&mut self, port: EvtchnPort) -> bool {
+    /// [`poll`](Self::poll), which looks at every connected ring anyway;
+    /// this only re-enables delivery on the port, as blkback does (a
+    /// platform may mask a port when it delivers it). A port that is not a
+    /// queue's stays as it is: it is closed or about to be.
+    pub fn on_event(&mut self, platform: &mut P, port: EvtchnPort) -> bool {
         match self.events.get(&port) {
             Some(target) => {
                 log::trace!(
@@ -352,6 +355,7 @@ impl<P: Platform> Netback<P> {
                     target.address.devid,
                     target.queue
                 );
+                platform.unmask(port);
                 true
             }
             None => false,

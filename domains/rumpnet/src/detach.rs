@@ -37,7 +37,7 @@ mod tests {
                     .on_watch(&mut self.domain, &event.path, &event.token);
             }
             for port in &activity.ports {
-                self.netback.on_event(*port);
+                self.netback.on_event(&mut self.domain, *port);
             }
             let outcome = self.netback.poll(
                 &mut self.domain,

@@ -32,7 +32,6 @@ mod domain {
 
     use netback::{Config, DeviceAddress, Netback, NoUplink};
     use rumpuser_xen::pv::{self, Platform, ShutdownRequest, Wakeup};
-    use xenbus::platform::EventChannels;
 
     use crate::hold::{self, AttachHold};
     use crate::options;
@@ -83,7 +82,6 @@ mod domain {
         let mut vif_log = VifLog::default();
         let mut rx_polling = false;
         let mut next_statistics = pv::time::monotonic_ns() + options.statistics_interval_ns;
-        let mut fired: Vec<u32> = Vec::new();
         let mut wakeups = Vec::new();
         loop {
             // Move frames while there are any, within a bound so that a
@@ -97,12 +95,6 @@ mod domain {
                 if !busy {
                     break;
                 }
-            }
-            // The platform masks a port when it delivers it; unmask only
-            // now that the rings have been looked at. An event that came in
-            // meanwhile is still pending and wakes the next wait.
-            for port in fired.drain(..) {
-                platform.unmask(port);
             }
 
             let mut deadline = next_statistics;
@@ -125,9 +117,7 @@ mod domain {
             for wakeup in wakeups.drain(..) {
                 match wakeup {
                     Wakeup::Port(port) => {
-                        if netback.on_event(port) {
-                            fired.push(port);
-                        } else {
+                        if !netback.on_event(&mut platform, port) {
                             // A port of a vif torn down meanwhile: leave it
                             // masked; it is closed or about to be.
                             log::debug!("rumpnet: event on port {port}, which is not a vif's");

@@ -56,7 +56,7 @@ impl Rig {
                 .on_watch(&mut self.domain, &event.path, &event.token);
         }
         for port in &activity.ports {
-            self.netback.on_event(*port);
+            self.netback.on_event(&mut self.domain, *port);
         }
         let device = self.uplink.poll().expect("uplink poll");
         self.now += Duration::from_millis(1);

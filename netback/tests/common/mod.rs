@@ -54,7 +54,7 @@ impl World {
                 .on_watch(&mut self.driver, &event.path, &event.token);
         }
         for port in &activity.ports {
-            self.netback.on_event(*port);
+            self.netback.on_event(&mut self.driver, *port);
         }
         self.now += Duration::from_millis(1);
         let outcome = self
