@@ -101,6 +101,13 @@ const METRICS: &[Metric] = &[
         Device::Block,
     ),
     metric(
+        "memory_used_mib",
+        "memory in use after the workload, RAM disks included",
+        "MiB",
+        false,
+        Device::Block,
+    ),
+    metric(
         "image_mib",
         "image size (kernel + ramdisk + root fs)",
         "MiB",

@@ -93,11 +93,29 @@ mod domain {
         // libxl has had time to read Closed.
         let mut retirements = Retirements::default();
         let mut wakeups = Vec::new();
+        // Connected vbds at the last look; their count changes only on
+        // xenstore events, and each change logs the memory in use.
+        let mut connected = 0;
+        let mut watched = false;
         loop {
             while backend.poll(&mut platform).more_work {}
             if log::log_enabled!(log::Level::Trace) {
                 for vbd in backend.vbds() {
                     log::trace!("after poll: {vbd:?}");
+                }
+            }
+            if core::mem::take(&mut watched) {
+                let now_connected = backend
+                    .vbds()
+                    .iter()
+                    .filter(|vbd| vbd.state == xenbus::XenbusState::Connected)
+                    .count();
+                if now_connected != connected {
+                    connected = now_connected;
+                    log::info!(
+                        "rumpdisk: {connected} vbd(s) connected; {}",
+                        pv::memory_summary()
+                    );
                 }
             }
             wakeups.clear();
@@ -109,6 +127,7 @@ mod domain {
             for wakeup in wakeups.drain(..) {
                 match wakeup {
                     Wakeup::Watch(event) => {
+                        watched = true;
                         retirements.touch(
                             backend.directory(),
                             &event.path,
@@ -127,6 +146,7 @@ mod domain {
                     }
                     Wakeup::Port(port) => backend.on_event(&mut platform, port),
                     Wakeup::Timer => {
+                        watched = true;
                         for (path, token) in gate.release(pv::time::monotonic_ns()) {
                             backend.on_watch(&mut platform, &path, &token);
                         }

@@ -34,6 +34,8 @@ answer() { # command -> one line
       echo "ports: $(bridge link show 2>&1 | awk '{for (i = 1; i <= NF; i++) if ($i == "state") s = $(i+1); print $2 s}' | tr '\n' ' ')" \
         "fdb: $(bridge fdb show br ddbr0 2>&1 | grep -v permanent | awk '{print $1 "@" $3}' | tr '\n' ' ')" \
         "vifs: $(ip -o link show 2>&1 | awk -F': ' '$2 ~ /^vif/ {print $2}' | cut -d@ -f1 | tr '\n' ' ')" ;;
+    memused) # MiB in use: MemTotal - MemAvailable (RAM disk pages included)
+      awk '/^MemTotal:/ {t = $2} /^MemAvailable:/ {a = $2} END {printf "%.1f", (t - a) / 1024}' /proc/meminfo ;;
     logs)
       { echo "== xl devd"; cat /var/log/xen/xldevd.log; echo "== hotplug"; cat /var/log/xen/xen-hotplug.log
         echo "== links"; ip -br link; echo "== bridge"; bridge link; bridge fdb show br ddbr0

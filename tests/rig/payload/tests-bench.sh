@@ -48,7 +48,23 @@ bench_disk() {
   bench_emit "$backend" memory_mib "$(xl list "$domain" | awk 'NR == 2 {print $3}')"
   wait_step bench-disk 2 900
   bench_fio_results "$backend" bench-disk
+  bench_memory_used "$backend" "$domain"
   destroy_domain bench-disk
+}
+
+# bench_memory_used BACKEND DOMAIN: memory in use in the driver domain after
+# the workload, RAM disks included. Linux: MemTotal - MemAvailable; ours:
+# the memory given less the heap still free, as last logged on its console.
+bench_memory_used() {
+  local used= free_kib given
+  case $1 in
+    linux-dd) used=$(dd_ask memused) ;;
+    *)
+      free_kib=$(grep -ao '[0-9]* KiB heap free' "$(console_log "$2")" | tail -1 | cut -d' ' -f1)
+      given=$(xl list "$2" | awk 'NR == 2 {print $3}')
+      [ -n "$free_kib" ] && [ -n "$given" ] && used=$(awk -v g="$given" -v f="$free_kib" 'BEGIN {printf "%.1f", g - f / 1024}') ;;
+  esac
+  case $used in ''|*[!0-9.]*) log "bench: no memory figure for $1 ($used)" ;; *) bench_emit "$1" memory_used_mib "$used" ;; esac
 }
 
 # bench_net BACKEND CREATE DOMAIN KEY=VALUE...: the driver domain's start-up
