@@ -84,6 +84,9 @@ struct OpenFile {
     position: u64,
 }
 
+/// One queued `rumpuser_bio` request. `data` is valid for `length` bytes
+/// of reads and writes until `biodone` is called, as `rumpuser_bio`'s
+/// caller promised.
 struct Bio {
     /// The device, or the error found at submission (bad descriptor,
     /// access mode or operation).
@@ -143,8 +146,13 @@ pub fn register_block_device(
     })
 }
 
-fn lookup(name: *const c_char) -> Option<Rc<dyn BlockDevice>> {
-    // SAFETY: the hypercalls' callers pass C strings.
+/// The registered device called `name`.
+///
+/// # Safety
+///
+/// `name` must be a C string.
+unsafe fn lookup(name: *const c_char) -> Option<Rc<dyn BlockDevice>> {
+    // SAFETY: a C string (this function's contract).
     let name = unsafe { CStr::from_ptr(name) }.to_bytes();
     STATE.with(|state| {
         state
@@ -165,7 +173,8 @@ fn lookup(name: *const c_char) -> Option<Rc<dyn BlockDevice>> {
 /// `name` must be a C string, `fdp` valid for a write.
 #[no_mangle]
 pub unsafe extern "C" fn rumpuser_open(name: *const c_char, mode: c_int, fdp: *mut c_int) -> c_int {
-    let Some(device) = lookup(name) else {
+    // SAFETY: the caller passes a C string.
+    let Some(device) = (unsafe { lookup(name) }) else {
         return ENOENT;
     };
     let exclusive = RUMPUSER_OPEN_CREATE | RUMPUSER_OPEN_EXCL;
@@ -239,7 +248,8 @@ pub unsafe extern "C" fn rumpuser_getfileinfo(
     size: *mut u64,
     file_type: *mut c_int,
 ) -> c_int {
-    let Some(device) = lookup(name) else {
+    // SAFETY: the caller passes a C string.
+    let Some(device) = (unsafe { lookup(name) }) else {
         return ENOENT;
     };
     if !size.is_null() {
@@ -332,7 +342,13 @@ pub unsafe extern "C" fn rumpuser_bio(
 }
 
 /// Performs one request; returns (bytes transferred, errno).
-fn perform(bio: &Bio) -> (usize, c_int) {
+///
+/// # Safety
+///
+/// `bio.data` must be valid for `bio.length` bytes of reads and writes and
+/// used by nobody else meanwhile (what `rumpuser_bio`'s caller promised
+/// until `biodone`).
+unsafe fn perform(bio: &Bio) -> (usize, c_int) {
     let device = match &bio.device {
         Ok(device) => device,
         Err(error) => return (0, *error),
@@ -345,9 +361,13 @@ fn perform(bio: &Bio) -> (usize, c_int) {
         Some(end) if end <= size => {}
         _ => return (0, ENXIO),
     }
+    if bio.length == 0 {
+        // Nothing to move, and `data` may be null.
+        return (0, 0);
+    }
     let result = if bio.write {
-        // SAFETY: `rumpuser_bio`'s caller keeps `data` valid for `length`
-        // bytes until biodone; the I/O thread is its only user meanwhile.
+        // SAFETY: valid for `length` (non-zero) bytes and not used by
+        // anybody else (this function's contract).
         let data = unsafe { core::slice::from_raw_parts(bio.data, bio.length) };
         device
             .write(offset, data)
@@ -402,7 +422,9 @@ fn io_thread() -> ! {
                 continue;
             }
         };
-        let (transferred, error) = perform(&bio);
+        // SAFETY: a request `rumpuser_bio` queued, whose buffer its caller
+        // keeps for us until `biodone` below.
+        let (transferred, error) = unsafe { perform(&bio) };
         backend_schedule(0, ptr::null_mut());
         // SAFETY: the biodone and argument `rumpuser_bio` was given, called
         // once, with a rump kernel CPU held as rumpuser(3) expects.
@@ -438,7 +460,13 @@ fn wait_for_queued_requests() {
     }
 }
 
-fn iov_transfer(
+/// The body of `rumpuser_iovread` (`write` false) and `rumpuser_iovwrite`.
+///
+/// # Safety
+///
+/// `iov` must point to `iovlen` descriptors, each of a buffer valid for
+/// `iov_len` bytes of writes (reads for `write`); `retv` valid for a write.
+unsafe fn iov_transfer(
     fd: c_int,
     iov: *const RumpuserIovec,
     iovlen: usize,
@@ -469,6 +497,10 @@ fn iov_transfer(
         let vector = unsafe { iov.add(index).read() };
         let room = usize::try_from(size.saturating_sub(offset)).unwrap_or(usize::MAX);
         let length = vector.iov_len.min(room);
+        if vector.iov_len == 0 {
+            // An empty buffer may have a null base: skip it.
+            continue;
+        }
         if length == 0 {
             if write && vector.iov_len > 0 && offset == start {
                 error = ENOSPC;
@@ -476,7 +508,8 @@ fn iov_transfer(
             break;
         }
         let result = if write {
-            // SAFETY: the caller passes readable buffers of `iov_len` bytes.
+            // SAFETY: the caller passes readable buffers of `iov_len` bytes,
+            // and `length` is at most that and non-zero.
             let data = unsafe { core::slice::from_raw_parts(vector.iov_base.cast::<u8>(), length) };
             device.write(offset, data)
         } else {
@@ -530,7 +563,8 @@ pub unsafe extern "C" fn rumpuser_iovread(
     off: i64,
     retv: *mut usize,
 ) -> c_int {
-    iov_transfer(fd, iov, iovlen, off, retv, false)
+    // SAFETY: forwarded from the caller.
+    unsafe { iov_transfer(fd, iov, iovlen, off, retv, false) }
 }
 
 /// `rumpuser_iovwrite`: like [`rumpuser_iovread`] in the other direction;
@@ -548,7 +582,8 @@ pub unsafe extern "C" fn rumpuser_iovwrite(
     off: i64,
     retv: *mut usize,
 ) -> c_int {
-    iov_transfer(fd, iov, iovlen, off, retv, true)
+    // SAFETY: forwarded from the caller.
+    unsafe { iov_transfer(fd, iov, iovlen, off, retv, true) }
 }
 
 /// `rumpuser_syncfd`: with `RUMPUSER_SYNCFD_WRITE`, `_BARRIER` or `_SYNC`

@@ -4,7 +4,7 @@
 //! a time; bytes are gathered into lines so each line is one console write.
 //!
 //! `rumpuser_dprintf` is C-variadic, which stable Rust cannot define. A
-//! ten-instruction trampoline in assembly (System V x86_64 calling
+//! short trampoline in assembly (System V x86_64 calling
 //! convention) stores the five integer argument registers that may hold
 //! variadic arguments next to each other and passes them, with the address
 //! of the arguments passed on the stack, to [`format`], which walks the
@@ -55,7 +55,7 @@ pub extern "C" fn rumpuser_putchar(character: c_int) {
 #[cfg(target_arch = "x86_64")]
 core::arch::global_asm!(
     r#"
-    .section .text.rumpuser_dprintf, "ax", @progbits
+    .pushsection .text.rumpuser_dprintf, "ax", @progbits
     .global rumpuser_dprintf
     .type rumpuser_dprintf, @function
     // void rumpuser_dprintf(const char *format [rdi], ...):
@@ -76,6 +76,7 @@ rumpuser_dprintf:
     leave
     ret
     .size rumpuser_dprintf, . - rumpuser_dprintf
+    .popsection
 "#,
     dprintf_body = sym dprintf_body,
 );
@@ -88,14 +89,25 @@ pub(crate) struct VariadicArguments {
     taken: usize,
 }
 
-impl VariadicArguments {
-    /// The next 8-byte argument slot.
-    fn next(&mut self) -> u64 {
+/// Where [`format`] takes its arguments from.
+pub(crate) trait ArgumentSource {
+    /// The next integer or pointer argument, as its 64-bit slot.
+    ///
+    /// # Safety
+    ///
+    /// Called at most once for each argument the caller passed (for
+    /// [`VariadicArguments`], the slots beyond those are not memory the
+    /// caller wrote).
+    unsafe fn next_slot(&mut self) -> u64;
+}
+
+impl ArgumentSource for VariadicArguments {
+    unsafe fn next_slot(&mut self) -> u64 {
         let index = self.taken;
         self.taken += 1;
         // SAFETY: the trampoline saved five register slots and the caller
-        // pushed the rest on the stack; the format string says how many
-        // there are (rumpuser(3) printf contract).
+        // pushed the rest on the stack; our caller asks for no more slots
+        // than there are arguments (this method's contract).
         unsafe {
             if index < 5 {
                 self.registers.add(index).read()
@@ -103,18 +115,6 @@ impl VariadicArguments {
                 self.stack.add(index - 5).read()
             }
         }
-    }
-}
-
-/// Where [`format`] takes its arguments from.
-pub(crate) trait ArgumentSource {
-    /// The next integer or pointer argument, as its 64-bit slot.
-    fn next_slot(&mut self) -> u64;
-}
-
-impl ArgumentSource for VariadicArguments {
-    fn next_slot(&mut self) -> u64 {
-        self.next()
     }
 }
 
@@ -139,7 +139,9 @@ unsafe extern "C" fn dprintf_body(
     if !format_string.is_null() {
         // SAFETY: the caller of `rumpuser_dprintf` passes a C string.
         let bytes = unsafe { core::ffi::CStr::from_ptr(format_string) }.to_bytes();
-        format(bytes, &mut arguments, &mut text);
+        // SAFETY: the caller's arguments match its format string (this
+        // function's contract), which is what `format` asks of the source.
+        unsafe { format(bytes, &mut arguments, &mut text) };
     }
     // Whatever `rumpuser_putchar` gathered was printed first.
     flush_line();
@@ -156,7 +158,18 @@ enum Length {
 
 /// Formats `format_string` as C's printf would, for the integer, character,
 /// string and pointer conversions, appending to `out`.
-pub(crate) fn format(format_string: &[u8], arguments: &mut dyn ArgumentSource, out: &mut Vec<u8>) {
+///
+/// # Safety
+///
+/// `arguments` must hold one argument of the right kind for every
+/// conversion (and `*` width or precision) of `format_string`, as printf
+/// requires: each `%s` argument null or the address of a string that is
+/// NUL-terminated or readable for at least the precision given.
+pub(crate) unsafe fn format(
+    format_string: &[u8],
+    arguments: &mut dyn ArgumentSource,
+    out: &mut Vec<u8>,
+) {
     let mut rest = format_string;
     while let Some((&byte, tail)) = rest.split_first() {
         rest = tail;
@@ -183,7 +196,8 @@ pub(crate) fn format(format_string: &[u8], arguments: &mut dyn ArgumentSource, o
         let mut width = 0usize;
         if rest.first() == Some(&b'*') {
             rest = &rest[1..];
-            let value = arguments.next_slot() as u32 as i32;
+            // SAFETY: `*` takes an argument (this function's contract).
+            let value = unsafe { arguments.next_slot() } as u32 as i32;
             if value < 0 {
                 left = true;
             }
@@ -201,7 +215,8 @@ pub(crate) fn format(format_string: &[u8], arguments: &mut dyn ArgumentSource, o
             rest = &rest[1..];
             if rest.first() == Some(&b'*') {
                 rest = &rest[1..];
-                let value = arguments.next_slot() as u32 as i32;
+                // SAFETY: `*` takes an argument (this function's contract).
+                let value = unsafe { arguments.next_slot() } as u32 as i32;
                 precision = usize::try_from(value).ok();
             } else {
                 let mut value = 0usize;
@@ -239,7 +254,8 @@ pub(crate) fn format(format_string: &[u8], arguments: &mut dyn ArgumentSource, o
         let mut numeric = true;
         match conversion {
             b'd' | b'i' => {
-                let slot = arguments.next_slot();
+                // SAFETY: the conversion takes an argument (this function's contract).
+                let slot = unsafe { arguments.next_slot() };
                 let value: i64 = match length {
                     Length::Char => i64::from(slot as i8),
                     Length::Short => i64::from(slot as i16),
@@ -258,7 +274,8 @@ pub(crate) fn format(format_string: &[u8], arguments: &mut dyn ArgumentSource, o
                 };
             }
             b'u' | b'x' | b'X' | b'o' => {
-                let slot = arguments.next_slot();
+                // SAFETY: the conversion takes an argument (this function's contract).
+                let slot = unsafe { arguments.next_slot() };
                 let value = match length {
                     Length::Char => u64::from(slot as u8),
                     Length::Short => u64::from(slot as u16),
@@ -282,26 +299,29 @@ pub(crate) fn format(format_string: &[u8], arguments: &mut dyn ArgumentSource, o
                 }
             }
             b'p' => {
-                let value = arguments.next_slot();
+                // SAFETY: the conversion takes an argument (this function's contract).
+                let value = unsafe { arguments.next_slot() };
                 digits(value, 16, false, &mut body);
                 prefix = b"0x";
             }
             b'c' => {
                 numeric = false;
-                body.push(arguments.next_slot() as u8);
+                // SAFETY: the conversion takes an argument (this function's contract).
+                body.push(unsafe { arguments.next_slot() } as u8);
             }
             b's' => {
                 numeric = false;
-                let pointer = arguments.next_slot() as usize as *const c_char;
+                // SAFETY: the conversion takes an argument (this function's contract).
+                let pointer = unsafe { arguments.next_slot() } as usize as *const c_char;
                 if pointer.is_null() {
                     body.extend_from_slice(b"(null)");
                 } else {
-                    // SAFETY: printf's contract: `%s` takes a C string
-                    // (bounded by the precision, if one is given).
                     let limit = precision.unwrap_or(usize::MAX);
                     let mut index = 0;
                     while index < limit {
-                        // SAFETY: see above; stops at the terminating NUL.
+                        // SAFETY: this function's contract: a `%s` argument
+                        // is readable up to its NUL or the precision, and
+                        // the loop stops at whichever comes first.
                         let byte = unsafe { pointer.add(index).read() } as u8;
                         if byte == 0 {
                             break;
@@ -376,59 +396,72 @@ mod tests {
     struct Slots(Vec<u64>);
 
     impl ArgumentSource for Slots {
-        fn next_slot(&mut self) -> u64 {
+        unsafe fn next_slot(&mut self) -> u64 {
             self.0.remove(0)
         }
     }
 
-    fn printf(format_string: &str, slots: &[u64]) -> alloc::string::String {
+    /// # Safety
+    ///
+    /// As for [`format`]: `slots` match `format_string`.
+    unsafe fn printf(format_string: &str, slots: &[u64]) -> alloc::string::String {
         let mut out = Vec::new();
-        format(
-            format_string.as_bytes(),
-            &mut Slots(slots.to_vec()),
-            &mut out,
-        );
+        // SAFETY: forwarded from the caller.
+        unsafe {
+            format(
+                format_string.as_bytes(),
+                &mut Slots(slots.to_vec()),
+                &mut out,
+            )
+        };
         alloc::string::String::from_utf8(out).unwrap()
     }
 
     #[test]
     fn integers_follow_c_printf() {
         // Expected strings are what C's printf prints for the same calls.
-        assert_eq!(printf("%d|%i", &[(-5i32) as u32 as u64, 42]), "-5|42");
-        // An `int` slot's upper half is garbage and must be ignored.
-        assert_eq!(printf("%d", &[0xdead_beef_0000_0007]), "7");
-        assert_eq!(printf("%ld", &[(-5i64) as u64]), "-5");
-        assert_eq!(printf("%u", &[u64::MAX]), "4294967295");
-        assert_eq!(printf("%llu", &[u64::MAX]), "18446744073709551615");
-        assert_eq!(
-            printf("%x %X %#x %o %#o", &[255, 255, 255, 8, 8]),
-            "ff FF 0xff 10 010"
-        );
-        assert_eq!(printf("%hhd %hu", &[0x1ff, 0x1_0005]), "-1 5");
-        assert_eq!(
-            printf("%5d|%-5d|%05d|%+d|% d", &[42, 42, 42, 42, 42]),
-            "   42|42   |00042|+42| 42"
-        );
-        assert_eq!(printf("%.3d|%8.3x", &[7, 10]), "007|     00a");
-        assert_eq!(printf("%*d|%-*d", &[4, 1, 4, 2]), "   1|2   ");
-        assert_eq!(printf("%p", &[0x1000]), "0x1000");
-        assert_eq!(printf("%05d", &[(-42i32) as u32 as u64]), "-0042");
+        // SAFETY: every call passes one integer slot per conversion.
+        unsafe {
+            assert_eq!(printf("%d|%i", &[(-5i32) as u32 as u64, 42]), "-5|42");
+            // An `int` slot's upper half is garbage and must be ignored.
+            assert_eq!(printf("%d", &[0xdead_beef_0000_0007]), "7");
+            assert_eq!(printf("%ld", &[(-5i64) as u64]), "-5");
+            assert_eq!(printf("%u", &[u64::MAX]), "4294967295");
+            assert_eq!(printf("%llu", &[u64::MAX]), "18446744073709551615");
+            assert_eq!(
+                printf("%x %X %#x %o %#o", &[255, 255, 255, 8, 8]),
+                "ff FF 0xff 10 010"
+            );
+            assert_eq!(printf("%hhd %hu", &[0x1ff, 0x1_0005]), "-1 5");
+            assert_eq!(
+                printf("%5d|%-5d|%05d|%+d|% d", &[42, 42, 42, 42, 42]),
+                "   42|42   |00042|+42| 42"
+            );
+            assert_eq!(printf("%.3d|%8.3x", &[7, 10]), "007|     00a");
+            assert_eq!(printf("%*d|%-*d", &[4, 1, 4, 2]), "   1|2   ");
+            assert_eq!(printf("%p", &[0x1000]), "0x1000");
+            assert_eq!(printf("%05d", &[(-42i32) as u32 as u64]), "-0042");
+        }
     }
 
     #[test]
     fn characters_strings_and_oddities() {
         let text = b"hello\0";
         let pointer = text.as_ptr() as u64;
-        assert_eq!(
-            printf(
-                "[%s] [%.3s] [%8s] [%-7s]",
-                &[pointer, pointer, pointer, pointer]
-            ),
-            "[hello] [hel] [   hello] [hello  ]"
-        );
-        assert_eq!(printf("%s", &[0]), "(null)");
-        assert_eq!(printf("%c%c", &[b'o' as u64, b'k' as u64]), "ok");
-        assert_eq!(printf("100%% %f %d", &[3]), "100% ? 3");
-        assert_eq!(printf("%y and a trailing %", &[]), "%y and a trailing %");
+        // SAFETY: every call passes one slot per conversion, and each `%s`
+        // slot is null or `text`, which is NUL-terminated.
+        unsafe {
+            assert_eq!(
+                printf(
+                    "[%s] [%.3s] [%8s] [%-7s]",
+                    &[pointer, pointer, pointer, pointer]
+                ),
+                "[hello] [hel] [   hello] [hello  ]"
+            );
+            assert_eq!(printf("%s", &[0]), "(null)");
+            assert_eq!(printf("%c%c", &[b'o' as u64, b'k' as u64]), "ok");
+            assert_eq!(printf("100%% %f %d", &[3]), "100% ? 3");
+            assert_eq!(printf("%y and a trailing %", &[]), "%y and a trailing %");
+        }
     }
 }

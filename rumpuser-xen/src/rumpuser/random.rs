@@ -144,7 +144,13 @@ pub unsafe extern "C" fn rumpuser_getrandom(
     if unseeded {
         seed(host);
     }
-    // SAFETY: the caller passes `buflen` writable bytes.
+    if buflen == 0 {
+        // Nothing to write, and `buf` may be null.
+        // SAFETY: the caller passes a writable pointer.
+        unsafe { retp.write(0) };
+        return 0;
+    }
+    // SAFETY: the caller passes `buflen` (non-zero) writable bytes.
     let out = unsafe { core::slice::from_raw_parts_mut(buf.cast::<u8>(), buflen) };
     STATE.with(|state| {
         if let Some(generator) = state.random.as_mut() {

@@ -513,10 +513,20 @@ enum Wrap {
 /// The common part of the waits: releases `mtx` and waits on `cv`, then
 /// takes `mtx` (and, if released, the CPU) back. Returns whether a signal
 /// (rather than the deadline) ended the wait.
-fn cv_wait(cv: &RumpuserCv, mtx: *mut RumpuserMtx, deadline_ns: Option<u64>, wrap: Wrap) -> bool {
+///
+/// # Safety
+///
+/// `mtx` must come from `rumpuser_mutex_init`, not be destroyed, and be
+/// held by the calling thread.
+unsafe fn cv_wait(
+    cv: &RumpuserCv,
+    mtx: *mut RumpuserMtx,
+    deadline_ns: Option<u64>,
+    wrap: Wrap,
+) -> bool {
     let host = host();
     let me = host.current();
-    // SAFETY: the hypercall's caller passes a live mutex.
+    // SAFETY: a live mutex (this function's contract).
     let mutex = unsafe { &*mtx };
     cv.inner.with(|inner| inner.nwaiters += 1);
     let nlocks = match wrap {
@@ -559,8 +569,8 @@ fn cv_wait(cv: &RumpuserCv, mtx: *mut RumpuserMtx, deadline_ns: Option<u64>, wra
 /// `cv` and `mtx` must be live; the caller must hold `mtx`.
 #[no_mangle]
 pub unsafe extern "C" fn rumpuser_cv_wait(cv: *mut RumpuserCv, mtx: *mut RumpuserMtx) {
-    // SAFETY: the caller passes a live cv.
-    cv_wait(unsafe { &*cv }, mtx, None, Wrap::ReleaseCpu);
+    // SAFETY: the caller passes a live cv and a live mutex it holds.
+    unsafe { cv_wait(&*cv, mtx, None, Wrap::ReleaseCpu) };
 }
 
 /// `rumpuser_cv_wait_nowrap`: like [`rumpuser_cv_wait`] but keeps the CPU.
@@ -570,8 +580,8 @@ pub unsafe extern "C" fn rumpuser_cv_wait(cv: *mut RumpuserCv, mtx: *mut Rumpuse
 /// As for [`rumpuser_cv_wait`].
 #[no_mangle]
 pub unsafe extern "C" fn rumpuser_cv_wait_nowrap(cv: *mut RumpuserCv, mtx: *mut RumpuserMtx) {
-    // SAFETY: the caller passes a live cv.
-    cv_wait(unsafe { &*cv }, mtx, None, Wrap::KeepCpu);
+    // SAFETY: the caller passes a live cv and a live mutex it holds.
+    unsafe { cv_wait(&*cv, mtx, None, Wrap::KeepCpu) };
 }
 
 /// `rumpuser_cv_timedwait`: like [`rumpuser_cv_wait`] for at most
@@ -591,8 +601,8 @@ pub unsafe extern "C" fn rumpuser_cv_timedwait(
     // The deadline is fixed before the CPU is released: getting it back
     // may take a while, and that time counts.
     let deadline = host().monotonic_ns().saturating_add(relative_ns(sec, nsec));
-    // SAFETY: the caller passes a live cv.
-    if cv_wait(unsafe { &*cv }, mtx, Some(deadline), Wrap::ReleaseCpu) {
+    // SAFETY: the caller passes a live cv and a live mutex it holds.
+    if unsafe { cv_wait(&*cv, mtx, Some(deadline), Wrap::ReleaseCpu) } {
         0
     } else {
         ETIMEDOUT

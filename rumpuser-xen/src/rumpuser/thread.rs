@@ -91,6 +91,10 @@ pub unsafe extern "C" fn rumpuser_thread_create(
     let Some(function) = function else {
         return EINVAL;
     };
+    if mustjoin != 0 && cookie.is_null() {
+        // A joinable thread nobody could join.
+        return EINVAL;
+    }
     let name = if name.is_null() {
         String::from("rump")
     } else {
