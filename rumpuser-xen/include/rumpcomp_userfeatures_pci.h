@@ -1,27 +1,23 @@
 /*
  * rumpcomp_userfeatures_pci.h: what the rumpuser-xen platform offers a
- * rump kernel PCI build (NetBSD's librumpdev_pci includes this header from
- * sys/rump/dev/lib/libpci/pci_user.h and compiles optional code on these
- * macros).
+ * rump kernel PCI build. NetBSD's librumpdev_pci includes this header from
+ * sys/rump/dev/lib/libpci/pci_user.h and compiles optional code on the
+ * macros it defines:
  *
  * RUMPCOMP_USERFEATURE_PCI_DMAFREE
- *     DMA memory can be given back: the platform provides
- *     rumpcomp_pci_dmafree(paddr, size).
+ *     the platform provides rumpcomp_pci_dmafree(paddr, size);
+ *     without it the rump kernel panics when DMA memory is freed.
  *
  * RUMPCOMP_USERFEATURE_PCI_IOSPACE
- *     PCI I/O port space is reachable: the platform provides
- *     rumpcomp_pci_iospace_init(), and the rump kernel's bus_space code
- *     uses x86 in/out instructions for I/O BARs (a PV domain may use them
- *     for the ports Xen lets it access, ioports= in the xl config).
+ *     the platform provides rumpcomp_pci_iospace_init() and I/O BARs
+ *     are reached with x86 in/out instructions.
  *
- * The rumpcomp_pci_* functions themselves are not provided yet; see
- * docs/rumpuser.md. A rump PCI build against this header links only once
- * they are.
+ * None of the rumpcomp_pci_* functions exist on this platform yet (see
+ * docs/rumpuser.md, "What is not there yet"), so neither feature is
+ * defined: a macro appears here together with the function it promises.
+ * A rump PCI build does not link against this platform until then.
  */
 #ifndef RUMPUSER_XEN_RUMPCOMP_USERFEATURES_PCI_H
 #define RUMPUSER_XEN_RUMPCOMP_USERFEATURES_PCI_H
-
-#define RUMPCOMP_USERFEATURE_PCI_DMAFREE
-#define RUMPCOMP_USERFEATURE_PCI_IOSPACE
 
 #endif /* RUMPUSER_XEN_RUMPCOMP_USERFEATURES_PCI_H */
