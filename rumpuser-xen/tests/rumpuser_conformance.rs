@@ -264,6 +264,74 @@ fn cv_timedwait_times_out_with_the_cpu_released_and_the_interlock_back() {
 }
 
 #[test]
+fn cv_timedwait_at_the_ends_of_the_time_range() {
+    let rig = Rig::start(1);
+    let m = mutex(RUMPUSER_MTX_KMUTEX);
+    let cv = condvar();
+    let timedwait = |sec, nsec| {
+        // SAFETY: live cv and mutex; the calling thread holds the mutex.
+        unsafe { c::rumpuser_cv_timedwait(cv.get(), m.get(), sec, nsec) }
+    };
+    // SAFETY: a live mutex.
+    unsafe { c::rumpuser_mutex_enter(m.get()) };
+    let before = rig.now();
+    // A time already over times out at once, interlock held again.
+    assert_eq!(timedwait(-1, 0), ETIMEDOUT);
+    assert_eq!(timedwait(0, -5), ETIMEDOUT);
+    assert_eq!(timedwait(0, 0), ETIMEDOUT);
+    assert_eq!(rig.now(), before);
+    assert_eq!(owner(m), rig.main_lwp);
+    // The longest time there is: a deadline that wrapped round into the
+    // past would time out at once instead of waiting for the signal.
+    let cookie = spawn_rump_thread("signaller", true, move || {
+        sleep_seconds(3);
+        // SAFETY: live cv and mutex.
+        unsafe {
+            c::rumpuser_mutex_enter(m.get());
+            c::rumpuser_cv_signal(cv.get());
+            c::rumpuser_mutex_exit(m.get());
+        }
+    });
+    assert_eq!(timedwait(i64::MAX, i64::MAX), 0);
+    assert_eq!(rig.now() - before, 3 * SECOND);
+    assert_eq!(owner(m), rig.main_lwp);
+    let mut waiters: c_int = -1;
+    // SAFETY: held by this thread; a joinable cookie; a live cv.
+    unsafe {
+        c::rumpuser_mutex_exit(m.get());
+        assert_eq!(c::rumpuser_thread_join(cookie), 0);
+        c::rumpuser_cv_has_waiters(cv.get(), &mut waiters);
+    }
+    assert_eq!(waiters, 0);
+    rig.assert_no_violations();
+}
+
+#[test]
+fn another_thread_gets_the_only_cpu_while_one_sleeps() {
+    let rig = Rig::start(1);
+    let seen = Arc::new(Mutex::new(None));
+    let seen_in_thread = seen.clone();
+    let cookie = spawn_rump_thread("runner", true, move || {
+        let now = rumpuser_xen::rumpuser::Host::monotonic_ns(rumpuser_support::host());
+        *seen_in_thread.lock().unwrap() = Some((now, kernel().holders.clone()));
+    });
+    let start = rig.now();
+    sleep_seconds(2);
+    let (ran_at, holders) = seen
+        .lock()
+        .unwrap()
+        .clone()
+        .expect("the thread ran while the main thread slept");
+    // Had the sleeper kept its CPU, the thread would have got it only
+    // when the sleep was over.
+    assert_eq!(ran_at, start);
+    assert_eq!(holders, vec![1], "the runner held the one CPU");
+    // SAFETY: a joinable cookie.
+    assert_eq!(unsafe { c::rumpuser_thread_join(cookie) }, 0);
+    rig.assert_no_violations();
+}
+
+#[test]
 fn cv_signal_broadcast_and_waiter_counts() {
     let rig = Rig::start(1);
     let m = mutex(RUMPUSER_MTX_KMUTEX);
@@ -1272,4 +1340,80 @@ fn every_version_17_hypercall_is_exported() {
     );
     // SAFETY: the loader hook is a no-op for a static image.
     unsafe { c::rumpuser_dl_bootstrap(None, None, None) };
+}
+
+/// Ties each declaration of `rumpuser_support::c`, written from NetBSD's
+/// `rumpuser.h`, to the Rust function that defines the symbol: the `as`
+/// cast infers the pointer type from the declaration, and assigning the
+/// definition to it compiles only if every argument and the result have
+/// the same type, in the same order.
+macro_rules! same_signature {
+    ($($name:ident = $definition:path, ($($argument:tt),*);)*) => {
+        $(
+            #[allow(unused_assignments)]
+            {
+                let mut pointer = c::$name as unsafe extern "C" fn($($argument),*) -> _;
+                pointer = $definition;
+                let _ = pointer;
+            }
+        )*
+    };
+}
+
+#[test]
+fn every_definition_has_the_signature_of_rumpuser_h() {
+    use rumpuser_xen::rumpuser as r;
+    same_signature! {
+        rumpuser_init = r::rumpuser_init, (_, _);
+        rumpuser_malloc = r::rumpuser_malloc, (_, _, _);
+        rumpuser_free = r::rumpuser_free, (_, _);
+        rumpuser_anonmmap = r::rumpuser_anonmmap, (_, _, _, _, _);
+        rumpuser_unmap = r::rumpuser_unmap, (_, _);
+        rumpuser_open = r::block::rumpuser_open, (_, _, _);
+        rumpuser_close = r::block::rumpuser_close, (_);
+        rumpuser_getfileinfo = r::block::rumpuser_getfileinfo, (_, _, _);
+        rumpuser_bio = r::block::rumpuser_bio, (_, _, _, _, _, _, _);
+        rumpuser_iovread = r::block::rumpuser_iovread, (_, _, _, _, _);
+        rumpuser_iovwrite = r::block::rumpuser_iovwrite, (_, _, _, _, _);
+        rumpuser_syncfd = r::block::rumpuser_syncfd, (_, _, _, _);
+        rumpuser_clock_gettime = r::rumpuser_clock_gettime, (_, _, _);
+        rumpuser_clock_sleep = r::rumpuser_clock_sleep, (_, _, _);
+        rumpuser_getparam = r::rumpuser_getparam, (_, _, _);
+        rumpuser_seterrno = r::thread::rumpuser_seterrno, (_);
+        rumpuser_kill = r::rumpuser_kill, (_, _);
+        rumpuser_exit = r::rumpuser_exit, (_);
+        rumpuser_putchar = r::rumpuser_putchar, (_);
+        rumpuser_getrandom = r::random::rumpuser_getrandom, (_, _, _, _);
+        rumpuser_thread_create = r::thread::rumpuser_thread_create, (_, _, _, _, _, _, _);
+        rumpuser_thread_exit = r::thread::rumpuser_thread_exit, ();
+        rumpuser_thread_join = r::thread::rumpuser_thread_join, (_);
+        rumpuser_curlwpop = r::thread::rumpuser_curlwpop, (_, _);
+        rumpuser_curlwp = r::thread::rumpuser_curlwp, ();
+        rumpuser_mutex_init = r::sync::rumpuser_mutex_init, (_, _);
+        rumpuser_mutex_enter = r::sync::rumpuser_mutex_enter, (_);
+        rumpuser_mutex_enter_nowrap = r::sync::rumpuser_mutex_enter_nowrap, (_);
+        rumpuser_mutex_tryenter = r::sync::rumpuser_mutex_tryenter, (_);
+        rumpuser_mutex_exit = r::sync::rumpuser_mutex_exit, (_);
+        rumpuser_mutex_destroy = r::sync::rumpuser_mutex_destroy, (_);
+        rumpuser_mutex_owner = r::sync::rumpuser_mutex_owner, (_, _);
+        rumpuser_rw_init = r::sync::rumpuser_rw_init, (_);
+        rumpuser_rw_enter = r::sync::rumpuser_rw_enter, (_, _);
+        rumpuser_rw_tryenter = r::sync::rumpuser_rw_tryenter, (_, _);
+        rumpuser_rw_tryupgrade = r::sync::rumpuser_rw_tryupgrade, (_);
+        rumpuser_rw_downgrade = r::sync::rumpuser_rw_downgrade, (_);
+        rumpuser_rw_exit = r::sync::rumpuser_rw_exit, (_);
+        rumpuser_rw_destroy = r::sync::rumpuser_rw_destroy, (_);
+        rumpuser_rw_held = r::sync::rumpuser_rw_held, (_, _, _);
+        rumpuser_cv_init = r::sync::rumpuser_cv_init, (_);
+        rumpuser_cv_destroy = r::sync::rumpuser_cv_destroy, (_);
+        rumpuser_cv_wait = r::sync::rumpuser_cv_wait, (_, _);
+        rumpuser_cv_wait_nowrap = r::sync::rumpuser_cv_wait_nowrap, (_, _);
+        rumpuser_cv_timedwait = r::sync::rumpuser_cv_timedwait, (_, _, _, _);
+        rumpuser_cv_signal = r::sync::rumpuser_cv_signal, (_);
+        rumpuser_cv_broadcast = r::sync::rumpuser_cv_broadcast, (_);
+        rumpuser_cv_has_waiters = r::sync::rumpuser_cv_has_waiters, (_, _);
+        rumpuser_dl_bootstrap = r::rumpuser_dl_bootstrap, (_, _, _);
+        rumpuser_daemonize_begin = r::rumpuser_daemonize_begin, ();
+        rumpuser_daemonize_done = r::rumpuser_daemonize_done, (_);
+    }
 }
