@@ -232,9 +232,9 @@ pub fn run(rig: &Rig, from_log: Option<&Path>) -> Result<bool, String> {
          (`brd` in Linux, `ram0` in rumpdisk); iperf3 between two guests whose\n\
          vifs the driver domain serves. \"Connected\" is the backend's xenstore\n\
          `state` reaching 4 for a guest that was already waiting for the disk.\n\
-         Image sizes are file sizes: our ELF images still carry debug info\n\
-         (`[profile.release] debug = 1`); Linux counts vmlinux, initramfs and\n\
-         root filesystem. A dash means not measured (image not built, or that\n\
+         Image sizes are file sizes: our images are the ELF files xl boots\n\
+         (debug information stripped, symbols kept); Linux counts vmlinux,\n\
+         initramfs and root filesystem. A dash means not measured (image not built, or that\n\
          part of the run failed; the serial log says which).\n\n\
          {table}\n",
         versions = versions.join(", "),

@@ -1,8 +1,10 @@
 //! `cargo xtask build`: the driver domain images.
 //!
 //! Each domain is a binary crate built for `x86_64-unknown-none`; its ELF is
-//! copied unchanged to `target/domains/<name>`, which is what
-//! `xl-configs/<name>.cfg` boots. Link settings (entry point, linker script)
+//! copied to `target/domains/<name>`, which is what `xl-configs/<name>.cfg`
+//! boots, without its debug information (`objcopy --strip-debug`: the
+//! symbol table stays, for crash reports and `xenctx`). The unstripped ELF
+//! stays in `target/x86_64-unknown-none/release/` for `addr2line`. Link settings (entry point, linker script)
 //! belong to the domain crates and `rumpuser-xen`, not to this task.
 
 use std::fs;
@@ -36,9 +38,30 @@ pub fn build(root: &Path) -> Result<(), String> {
         check_xen_pv_image(&bytes).map_err(|problem| format!("{}: {problem}", built.display()))?;
         let image = destination.join(name);
         fs::write(&image, &bytes).map_err(|e| format!("{}: {e}", image.display()))?;
-        println!("xtask: {} ({} bytes)", image.display(), bytes.len());
+        strip_debug(&image)?;
+        let size = fs::metadata(&image)
+            .map_err(|e| format!("{}: {e}", image.display()))?
+            .len();
+        println!("xtask: {} ({size} bytes)", image.display());
     }
     rump_tier(std::env::var_os("RUMP_LIBDIR").as_deref().map(Path::new))
+}
+
+/// Removes the debug sections of the ELF at `image` in place.
+fn strip_debug(image: &Path) -> Result<(), String> {
+    let status = Command::new("objcopy")
+        .arg("--strip-debug")
+        .arg(image)
+        .status()
+        .map_err(|e| format!("cannot run objcopy (binutils): {e}"))?;
+    if status.success() {
+        Ok(())
+    } else {
+        Err(format!(
+            "objcopy --strip-debug {} failed ({status})",
+            image.display()
+        ))
+    }
 }
 
 /// The NetBSD rump kernel tier (docs/rumpuser.md): says what happens to the
