@@ -553,6 +553,15 @@ fn rwlocks_share_readers_and_exclude_writers() {
         assert_eq!(c::rumpuser_rw_tryupgrade(rw.get()), 0);
         assert_eq!(held(RUMPUSER_RW_WRITER), 1);
         assert_eq!(held(RUMPUSER_RW_READER), 0);
+        // The write hold belongs to the lwp, not the host thread: with
+        // another lwp bound, this thread does not hold it.
+        let other = rumpuser_support::new_lwp();
+        c::rumpuser_curlwpop(RUMPUSER_LWP_CLEAR, rig.main_lwp);
+        c::rumpuser_curlwpop(RUMPUSER_LWP_SET, other);
+        assert_eq!(held(RUMPUSER_RW_WRITER), 0);
+        c::rumpuser_curlwpop(RUMPUSER_LWP_CLEAR, other);
+        c::rumpuser_curlwpop(RUMPUSER_LWP_SET, rig.main_lwp);
+        assert_eq!(held(RUMPUSER_RW_WRITER), 1);
         assert_eq!(c::rumpuser_rw_tryenter(RUMPUSER_RW_READER, rw.get()), EBUSY);
         assert_eq!(c::rumpuser_rw_tryenter(9, rw.get()), EINVAL);
     }

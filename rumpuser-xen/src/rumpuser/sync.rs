@@ -202,7 +202,10 @@ pub struct RumpuserRw {
 
 struct RwInner {
     readers: u32,
-    writer: Option<ThreadKey>,
+    /// The rump kernel context (lwp) holding the write lock. Ownership
+    /// is the lwp's, as in the NetBSD kernel: a host thread that switches
+    /// lwps does not take the lock along.
+    writer: Option<*mut Lwp>,
     read_waiters: WaitQueue,
     write_waiters: WaitQueue,
 }
@@ -224,10 +227,10 @@ fn rw_mode(lock_type: c_int) -> Option<RwMode> {
 impl RwInner {
     /// Takes the lock if it can. Readers do not overtake waiting writers,
     /// so a stream of readers cannot starve a writer.
-    fn try_take(&mut self, mode: RwMode, me: ThreadKey) -> bool {
+    fn try_take(&mut self, mode: RwMode, lwp: *mut Lwp) -> bool {
         match mode {
             RwMode::Writer if self.writer.is_none() && self.readers == 0 => {
-                self.writer = Some(me);
+                self.writer = Some(lwp);
                 true
             }
             RwMode::Reader if self.writer.is_none() && self.write_waiters.is_empty() => {
@@ -259,9 +262,10 @@ impl RumpuserRw {
     fn acquire_parking(&self, mode: RwMode) {
         let host = host();
         let me = host.current();
+        let lwp = current_lwp();
         loop {
             let ticket = self.inner.with(|inner| {
-                if inner.try_take(mode, me) {
+                if inner.try_take(mode, lwp) {
                     None
                 } else if mode == RwMode::Writer {
                     Some(inner.write_waiters.push(me))
@@ -319,8 +323,8 @@ pub unsafe extern "C" fn rumpuser_rw_enter(lock_type: c_int, rw: *mut RumpuserRw
     let Some(mode) = rw_mode(lock_type) else {
         panic!("rumpuser: rw_enter with lock type {lock_type}");
     };
-    let me = host().current();
-    if lock.inner.with(|inner| inner.try_take(mode, me)) {
+    let lwp = current_lwp();
+    if lock.inner.with(|inner| inner.try_take(mode, lwp)) {
         return;
     }
     let nlocks = backend_unschedule(ptr::null_mut());
@@ -340,8 +344,8 @@ pub unsafe extern "C" fn rumpuser_rw_tryenter(lock_type: c_int, rw: *mut Rumpuse
     let Some(mode) = rw_mode(lock_type) else {
         return EINVAL;
     };
-    let me = host().current();
-    if lock.inner.with(|inner| inner.try_take(mode, me)) {
+    let lwp = current_lwp();
+    if lock.inner.with(|inner| inner.try_take(mode, lwp)) {
         0
     } else {
         EBUSY
@@ -358,11 +362,11 @@ pub unsafe extern "C" fn rumpuser_rw_tryenter(lock_type: c_int, rw: *mut Rumpuse
 pub unsafe extern "C" fn rumpuser_rw_tryupgrade(rw: *mut RumpuserRw) -> c_int {
     // SAFETY: the caller passes a live lock.
     let lock = unsafe { &*rw };
-    let me = host().current();
+    let lwp = current_lwp();
     lock.inner.with(|inner| {
         if inner.writer.is_none() && inner.readers == 1 {
             inner.readers = 0;
-            inner.writer = Some(me);
+            inner.writer = Some(lwp);
             0
         } else {
             EBUSY
@@ -380,10 +384,10 @@ pub unsafe extern "C" fn rumpuser_rw_tryupgrade(rw: *mut RumpuserRw) -> c_int {
 pub unsafe extern "C" fn rumpuser_rw_downgrade(rw: *mut RumpuserRw) {
     // SAFETY: the caller passes a live lock.
     let lock = unsafe { &*rw };
-    let me = host().current();
+    let lwp = current_lwp();
     lock.inner.with(|inner| {
         assert!(
-            inner.writer == Some(me),
+            inner.writer == Some(lwp),
             "rumpuser: downgrade of an rwlock not write-held by the caller"
         );
         inner.writer = None;
@@ -433,7 +437,7 @@ pub unsafe extern "C" fn rumpuser_rw_destroy(rw: *mut RumpuserRw) {
 }
 
 /// `rumpuser_rw_held`: for `RUMPUSER_RW_WRITER`, whether the calling
-/// thread holds the write lock; for `RUMPUSER_RW_READER`, whether anyone
+/// thread's lwp holds the write lock; for `RUMPUSER_RW_READER`, whether anyone
 /// holds a read lock (readers are counted, not named).
 ///
 /// # Safety
@@ -447,9 +451,9 @@ pub unsafe extern "C" fn rumpuser_rw_held(
 ) {
     // SAFETY: the caller passes a live lock.
     let lock = unsafe { &*rw };
-    let me = host().current();
+    let lwp = current_lwp();
     let held = lock.inner.with(|inner| match rw_mode(lock_type) {
-        Some(RwMode::Writer) => inner.writer == Some(me),
+        Some(RwMode::Writer) => inner.writer == Some(lwp),
         Some(RwMode::Reader) => inner.readers > 0,
         None => false,
     });
