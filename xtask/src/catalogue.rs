@@ -85,10 +85,16 @@ pub const RUMPDISK: &[Test] = &[
 
 /// rumpdisk serving an NVMe controller passed through to it (QEMU's nvme
 /// at 00:11.0, `xl-configs/rumpdisk-nvme.cfg`).
-pub const RUMPDISK_NVME: &[Test] = &[test(
-    "rumpdisk-nvme",
-    "guest writes via rumpdisk's passed-through NVMe; data survives a new rumpdisk",
-)];
+pub const RUMPDISK_NVME: &[Test] = &[
+    test(
+        "rumpdisk-nvme",
+        "guest writes via rumpdisk's passed-through NVMe; data survives a new rumpdisk",
+    ),
+    test(
+        "rumpdisk-nvme-dom0",
+        "dom0 runs fio with verify on rumpdisk's NVMe disk, 32 requests in flight",
+    ),
+];
 
 /// Our network driver domain, `target/domains/rumpnet`.
 pub const RUMPNET: &[Test] = &[
@@ -131,7 +137,15 @@ pub const GROUPS: &[(&str, &[&[Test]])] = &[
     ("ours", &[RUMPDISK_BOOT, RUMPDISK, RUMPNET]),
     (
         "all",
-        &[BASIC, LINUX, LINUX_EXTRA, RUMPDISK_BOOT, RUMPDISK, RUMPNET],
+        &[
+            BASIC,
+            LINUX,
+            LINUX_EXTRA,
+            RUMPDISK_BOOT,
+            RUMPDISK,
+            RUMPDISK_NVME,
+            RUMPNET,
+        ],
     ),
 ];
 

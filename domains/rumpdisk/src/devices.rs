@@ -148,7 +148,7 @@ pub fn add_nvme_disks(backend: &mut Blkback<Platform, Disk>, command_line: &str)
             Err(error) => log::error!(
                 "rumpdisk: NVMe disk {} ({}/{}) not served: {error}",
                 spec.name,
-                pci::front::Display(spec.address),
+                spec.address,
                 spec.nsid
             ),
         }

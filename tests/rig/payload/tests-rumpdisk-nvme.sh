@@ -2,6 +2,19 @@
 # 00:11.0 (xtask's rig), xl-configs/rumpdisk-nvme.cfg.
 
 NVME_ADDRESS=0000:00:11.0
+# rumpdisk's verdict on the controller, once bring-up is over.
+NVME_VERDICT_REGEX='NVMe disk nvme0 (ready|\(.*\) not served)'
+
+# nvme_assignable TEST: hand the controller to pciback (it must not belong
+# to a running domain for that); fail TEST otherwise.
+nvme_assignable() {
+  destroy_domain rumpdisk
+  modprobe xen-pciback 2>/dev/null
+  xl pci-assignable-list | grep -q "$NVME_ADDRESS" && return 0
+  xl pci-assignable-add "$NVME_ADDRESS" && return 0
+  fail "$1" "pci-assignable-add" "xl pci-assignable-add $NVME_ADDRESS failed"
+  return 1
+}
 
 # nvme_rumpdisk_up TEST: (re)create rumpdisk from rumpdisk-nvme.cfg and wait
 # until it serves with nvme0 ready; fail TEST otherwise.
@@ -16,25 +29,31 @@ nvme_rumpdisk_up() {
     cat /tmp/rumpdisk-nvme.create.log
     fail "$1" "xl create rumpdisk-nvme.cfg" "$(tail -2 /tmp/rumpdisk-nvme.create.log | tr '\n' ' ')"; return 1
   fi
-  if ! wait_for 180 console_has rumpdisk "$OUR_READY_REGEX"; then
-    fail "$1" "rumpdisk start" "no serving line within 180 s" rumpdisk; diag_domain rumpdisk; return 1
+  # The NVMe disk is brought up before rumpdisk starts serving; its
+  # verdict comes first (a "serving nothing" warning may come earlier still).
+  if ! wait_for 180 console_has rumpdisk "$NVME_VERDICT_REGEX"; then
+    fail "$1" "NVMe bring-up" "no verdict on nvme0 within 180 s" rumpdisk; diag_domain rumpdisk; return 1
   fi
   if ! console_has rumpdisk 'NVMe disk nvme0 ready'; then
     fail "$1" "NVMe bring-up" "$(grep -a -m1 -E 'ERROR' "$(console_log rumpdisk)" | tr -d '\r')" rumpdisk
     return 1
   fi
+  if ! wait_for 60 console_has rumpdisk 'rumpdisk: serving, watching'; then
+    fail "$1" "rumpdisk start" "nvme0 ready but rumpdisk not serving within 60 s" rumpdisk; return 1
+  fi
   log "rumpdisk with nvme0 serving $(since "$started") s after xl create: $(grep -a -m1 'NVMe disk nvme0 ready' "$(console_log rumpdisk)" | tr -d '\r')"
 }
+
+# Each test leaves no NVMe rumpdisk behind, passed or failed: later tests
+# expect the RAM-disk rumpdisk of rumpdisk.cfg.
+test_rumpdisk_nvme() { nvme_write_restart_read "$1"; destroy_domain rumpdisk; }
+test_rumpdisk_nvme_dom0() { nvme_dom0_fio "$1"; destroy_domain rumpdisk; }
 
 # A guest writes through rumpdisk's NVMe disk and reads back; rumpdisk is
 # destroyed and recreated (the controller is reset and brought up again),
 # and a fresh guest reads the same data.
-test_rumpdisk_nvme() {
-  modprobe xen-pciback 2>/dev/null
-  if ! xl pci-assignable-list | grep -q "$NVME_ADDRESS"; then
-    xl pci-assignable-add "$NVME_ADDRESS" ||
-      { fail "$1" "pci-assignable-add" "xl pci-assignable-add $NVME_ADDRESS failed"; return; }
-  fi
+nvme_write_restart_read() {
+  nvme_assignable "$1" || return
   nvme_rumpdisk_up "$1" || return
   start_guest rn-writer "wait:xvdb+write:xvdb:0:8+read:xvdb:0:8" || { fail "$1" "xl create rn-writer" "see above"; return; }
   rumpdisk_attach rn-writer xvdb nvme0 || { fail "$1" "block-attach" "xl block-attach failed" rumpdisk rn-writer; return; }
@@ -56,7 +75,28 @@ test_rumpdisk_nvme() {
   destroy_domain rn-reader
   dump_console rumpdisk 40
   our_still_running rumpdisk || { fail "$1" "after the test" "rumpdisk is no longer running" rumpdisk; return; }
-  # Later tests expect the RAM-disk rumpdisk of rumpdisk.cfg.
-  destroy_domain rumpdisk
   pass "$1" "8 MiB written through nvme0 and read back ($wrote); after xl destroy and a new rumpdisk, a fresh guest read the same data"
+}
+
+# dom0 as a frontend of rumpdisk's NVMe disk, with fio checking every block
+# it wrote: many requests in flight, of sizes up to what blkfront sends, so
+# the PRP lists, the DMA regions and the interrupt path all work under load.
+nvme_dom0_fio() {
+  nvme_assignable "$1" || return
+  nvme_rumpdisk_up "$1" || return
+  rumpdisk_attach 0 xvdd nvme0 || { fail "$1" "block-attach to dom0" "xl block-attach failed" rumpdisk; return; }
+  if ! wait_for 60 test -b /dev/xvdd; then
+    fail "$1" "dom0 blkfront" "/dev/xvdd never appeared in dom0" rumpdisk; return
+  fi
+  if ! fio --name=nvme-verify --filename=/dev/xvdd --direct=1 --ioengine=libaio --rw=randwrite \
+      --bsrange=4k-256k --iodepth=32 --size=32M --verify=crc32c --do_verify=1 > /tmp/fio-nvme.out 2>&1; then
+    tail -20 /tmp/fio-nvme.out
+    fail "$1" "fio verify" "fio reported errors on /dev/xvdd" rumpdisk; return
+  fi
+  timeout 60 xl block-detach 0 xvdd ||
+    { fail "$1" "block-detach" "xl block-detach failed or hung" rumpdisk; return; }
+  wait_for 30 test ! -e /dev/xvdd || { fail "$1" "detach" "/dev/xvdd still present in dom0" rumpdisk; return; }
+  our_still_running rumpdisk || { fail "$1" "after the test" "rumpdisk is no longer running" rumpdisk; return; }
+  dump_console rumpdisk 20
+  pass "$1" "fio randwrite 4k-256k, iodepth 32, verify of 32 MiB on nvme0: $(grep -o 'IOPS=[^,]*, BW=[^ ]*' /tmp/fio-nvme.out | head -1); detached"
 }

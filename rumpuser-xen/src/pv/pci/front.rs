@@ -246,8 +246,8 @@ pub fn with_front<R>(action: impl FnOnce(&mut Front) -> R) -> Result<R, FrontErr
                 for device in &front.devices {
                     log::info!(
                         "pcifront: assigned {} (requests name it {})",
-                        Display(device.host),
-                        Display(device.virtual_address)
+                        device.host,
+                        device.virtual_address
                     );
                 }
                 State::Connected(front)
@@ -262,19 +262,6 @@ pub fn with_front<R>(action: impl FnOnce(&mut Front) -> R) -> Result<R, FrontErr
         State::Connected(front) => Ok(action(front)),
         State::Failed(error) => Err(error.clone()),
         State::Untried => Err(FrontError::Broken),
-    }
-}
-
-/// Formats a [`Bdf`] as `ssss:bb:dd.f`.
-pub struct Display(pub Bdf);
-
-impl fmt::Display for Display {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(
-            f,
-            "{:04x}:{:02x}:{:02x}.{:x}",
-            self.0.segment, self.0.bus, self.0.device, self.0.function
-        )
     }
 }
 

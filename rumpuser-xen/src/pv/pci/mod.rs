@@ -84,7 +84,7 @@ pub struct PciDevice {
 
 impl fmt::Debug for PciDevice {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "PciDevice({})", front::Display(self.host))
+        write!(f, "PciDevice({})", self.host)
     }
 }
 
@@ -112,7 +112,7 @@ pub fn open(host: pcidev::Bdf) -> Result<PciDevice, OpenError> {
     }
     log::info!(
         "pci: {} is {:04x}:{:04x}",
-        front::Display(device.host),
+        device.host,
         ids & 0xffff,
         ids >> 16
     );
@@ -164,7 +164,7 @@ impl PciDevice {
                     Ok(mapped) => {
                         log::info!(
                             "pci: {} BAR {index}: {:#x}, {} KiB{}, mapped {} KiB",
-                            front::Display(self.host),
+                            self.host,
                             memory.address,
                             memory.length >> 10,
                             if memory.prefetchable {
@@ -178,7 +178,7 @@ impl PciDevice {
                     }
                     Err(error) => log::error!(
                         "pci: {} BAR {index} at {:#x} cannot be mapped: {error:?}",
-                        front::Display(self.host),
+                        self.host,
                         memory.address
                     ),
                 }
@@ -340,7 +340,7 @@ impl Interrupts for PciDevice {
         }?;
         log::info!(
             "pci: {} interrupts: {mode:?}, {granted} vector(s)",
-            front::Display(self.host)
+            self.host
         );
         Ok(granted)
     }
