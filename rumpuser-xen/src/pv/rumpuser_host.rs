@@ -34,9 +34,11 @@ pub struct XenHost;
 pub static XEN_HOST: XenHost = XenHost;
 
 /// A scheduler thread the rumpuser layer has seen, and whether an unpark
-/// is pending for it. The index is the thread's [`ThreadKey`].
+/// is pending for it. The index is the thread's [`ThreadKey`]; `thread` is
+/// `None` once the scheduler gave the thread's id to a new thread, so keys
+/// are never reused.
 struct Slot {
-    thread: ThreadId,
+    thread: Option<ThreadId>,
     unparked: bool,
 }
 
@@ -44,14 +46,40 @@ static SLOTS: Global<Vec<Slot>> = Global::new(Vec::new());
 
 fn key_of(thread: ThreadId) -> ThreadKey {
     let mut slots = SLOTS.borrow_mut();
-    match slots.iter().position(|slot| slot.thread == thread) {
+    match slots.iter().position(|slot| slot.thread == Some(thread)) {
         Some(key) => key,
         None => {
             slots.push(Slot {
-                thread,
+                thread: Some(thread),
                 unparked: false,
             });
             slots.len() - 1
+        }
+    }
+}
+
+/// Whether a thread other than `me` has an unpark it has not seen yet.
+fn unpark_pending_elsewhere(me: ThreadKey) -> bool {
+    SLOTS
+        .borrow_mut()
+        .iter()
+        .enumerate()
+        .any(|(key, slot)| key != me && slot.unparked)
+}
+
+/// Lets every thread with a pending unpark run until it has seen it, or
+/// until `stop()` holds.
+///
+/// [`XenHost::unpark`] only sets a flag: the scheduler still counts the
+/// thread as waiting, and when every thread is waiting `sched::wait_until`
+/// blocks the vCPU until the next event, which may never come. A thread
+/// about to wait therefore first yields, staying runnable, while a wake-up
+/// is outstanding; the round robin reaches the woken thread, whose
+/// `wait_until` sees the flag and returns.
+fn let_unparked_threads_run(me: ThreadKey, mut stop: impl FnMut() -> bool) {
+    while unpark_pending_elsewhere(me) {
+        if stop() || !sched::yield_now() {
+            return;
         }
     }
 }
@@ -152,6 +180,14 @@ unsafe impl Host for XenHost {
         // The platform's allocator stops the domain rather than return
         // null, so a thread that could not be allocated never gets here.
         let thread = sched::spawn("rump", THREAD_STACK_BYTES, entry);
+        // The scheduler reuses the ids of finished threads: whatever was
+        // known under this id belonged to a thread that is gone.
+        for slot in SLOTS.borrow_mut().iter_mut() {
+            if slot.thread == Some(thread) {
+                slot.thread = None;
+                slot.unparked = false;
+            }
+        }
         Ok(key_of(thread))
     }
 
@@ -161,6 +197,16 @@ unsafe impl Host for XenHost {
 
     fn park(&self, deadline_ns: Option<u64>) {
         let me = self.current();
+        let deadline_passed =
+            || deadline_ns.is_some_and(|deadline| time::monotonic_ns() >= deadline);
+        let mut woken = false;
+        let_unparked_threads_run(me, || {
+            woken = take_unpark(me);
+            woken || deadline_passed()
+        });
+        if woken || deadline_passed() {
+            return;
+        }
         sched::wait_until(deadline_ns, || take_unpark(me));
     }
 
@@ -173,7 +219,11 @@ unsafe impl Host for XenHost {
     fn exit_thread(&self) -> ! {
         // The scheduler ends a thread only when its entry function returns,
         // and the rump kernel's thread exits from deep inside it: the
-        // thread waits forever instead, costing its stack but no CPU.
+        // thread waits forever instead. That costs its stack, and a look at
+        // `|| false` whenever an event wakes the waiting threads. A thread
+        // it woke on its way out (its joiner) gets to run first.
+        let me = self.current();
+        let_unparked_threads_run(me, || false);
         loop {
             sched::wait_until(None, || false);
         }
