@@ -47,6 +47,9 @@ pub unsafe trait Host: Sync {
     fn park(&self, deadline_ns: Option<u64>);
 
     /// Makes `thread` return from its current or next [`Host::park`].
+    /// Once the caller parks or exits, `thread` must get to run even if
+    /// every other thread is parked: a host may not wait for an outside
+    /// event while an unparked thread has not returned from `park`.
     fn unpark(&self, thread: ThreadKey);
 
     /// Ends the calling thread. Other threads keep running.
