@@ -18,7 +18,10 @@
 //! Errors are NetBSD errno values ([`abi::errno`]). Calls that return no
 //! integer cannot fail; a broken contract by the caller (exiting a mutex
 //! nobody holds, an unknown lwp operation) is a rump kernel bug and
-//! panics, which on Xen crashes the domain with a report.
+//! panics, which on Xen crashes the domain with a report. No panic unwinds
+//! into C: the bare-metal target aborts on panic, and on a hosted build
+//! (the tests) a panic reaching an `extern "C"` function aborts the
+//! process.
 
 pub mod abi;
 pub mod block;

@@ -549,7 +549,9 @@ unsafe fn cv_wait(
         deadline_ns,
     );
     // rumpuser(3): for a mutex that is both SPIN and KMUTEX the CPU comes
-    // back before the mutex; otherwise the mutex first.
+    // back before the mutex, for a pure SPIN one the mutex first. For
+    // KMUTEX alone the order is ours to pick: the mutex first, as NetBSD's
+    // own hypervisor does.
     let both = RUMPUSER_MTX_SPIN | RUMPUSER_MTX_KMUTEX;
     match wrap {
         Wrap::ReleaseCpu if mutex.flags & both == both => {
