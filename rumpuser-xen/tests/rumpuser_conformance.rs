@@ -894,6 +894,33 @@ fn block_io_through_the_registry_completes_by_callback() {
         "the queued write completed before syncfd returned"
     );
     assert_eq!(*flushes.lock().unwrap(), 2);
+    COMPLETIONS.lock().unwrap().clear();
+
+    // Empty transfers may come with null buffers; nothing is touched.
+    let empty = [RumpuserIovec {
+        iov_base: ptr::null_mut(),
+        iov_len: 0,
+    }];
+    moved = 99;
+    // SAFETY: a null buffer of length 0; a descriptor of an empty buffer;
+    // a writable out-pointer.
+    unsafe {
+        c::rumpuser_bio(
+            fd,
+            RUMPUSER_BIO_READ,
+            ptr::null_mut(),
+            0,
+            0,
+            Some(biodone),
+            6 as *mut c_void,
+        );
+        assert_eq!(
+            c::rumpuser_iovwrite(fd, empty.as_ptr(), 1, 0, &mut moved),
+            0
+        );
+    }
+    assert_eq!(moved, 0);
+    assert_eq!(wait_for_completions(1), vec![done(6, 0, 0)]);
     // SAFETY: open descriptors.
     unsafe {
         assert_eq!(c::rumpuser_close(fd), 0);
@@ -1035,6 +1062,10 @@ fn random_bytes() {
             EINVAL
         );
     }
+    // An empty request may come with a null buffer.
+    // SAFETY: a null buffer of length 0; a writable out-pointer.
+    let result = unsafe { c::rumpuser_getrandom(ptr::null_mut(), 0, 0, &mut count) };
+    assert_eq!((result, count), (0, 0));
     assert_ne!(first, second);
     assert_ne!(first, [0; 100]);
     // Not the all-zero key's stream: the generator was seeded.
