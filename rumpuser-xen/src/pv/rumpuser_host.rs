@@ -58,13 +58,16 @@ fn key_of(thread: ThreadId) -> ThreadKey {
     }
 }
 
-/// Whether a thread other than `me` has an unpark it has not seen yet.
+/// Whether a live thread other than `me` has an unpark it has not seen
+/// yet. (A finished thread never looks at its flag again.)
 fn unpark_pending_elsewhere(me: ThreadKey) -> bool {
-    SLOTS
-        .borrow_mut()
-        .iter()
-        .enumerate()
-        .any(|(key, slot)| key != me && slot.unparked)
+    SLOTS.borrow_mut().iter().enumerate().any(|(key, slot)| {
+        key != me
+            && slot.unparked
+            && slot
+                .thread
+                .is_some_and(|thread| !sched::is_finished(thread))
+    })
 }
 
 /// Lets every thread with a pending unpark run until it has seen it, or
