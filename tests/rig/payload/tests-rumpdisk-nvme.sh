@@ -65,6 +65,9 @@ nvme_write_restart_read() {
   [ "$read" = "$wrote" ] || { fail "$1" "read back" "wrote $wrote, read $read" rn-writer rumpdisk; return; }
   destroy_domain rn-writer
   dump_console rumpdisk 40
+  local id
+  id=$(xl domid rumpdisk)
+  log "pcifront before the destroy: frontend state $(xenstore-read /local/domain/$id/device/pci/0/state 2>&1), backend state $(xenstore-read /local/domain/0/backend/pci/$id/0/state 2>&1)"
   # The data must live on the controller, not in rumpdisk.
   xl destroy rumpdisk
   wait_for 30 sh -c '! xl domid rumpdisk >/dev/null 2>&1' || { fail "$1" "xl destroy rumpdisk" "still there"; return; }
