@@ -221,7 +221,7 @@ pub fn run(rig: &Rig, from_log: Option<&Path>) -> Result<bool, String> {
          Produced by `cargo xtask bench` on {date}; the Linux column is the reference\n\
          driver domain (Debian's kernel blkback/netback in a PV domU with `xl devd`),\n\
          the other column our driver domain. Ratios are ours divided by Linux.\n\n\
-         Rig: {versions}; `-machine q35 -cpu qemu64,+npt -smp 2 -m 2048`, TCG (no KVM),\n\
+         Rig: {versions}; `-machine q35 -cpu qemu64,+npt -smp 2 -m 3072`, TCG (no KVM),\n\
          host CPU {cpu} (2 cores, shared with other work while measuring).\n\
          Serial log of this run: `{log}` (not kept in git).\n\n\
          Everything runs emulated, so absolute numbers say little about real\n\

@@ -222,7 +222,7 @@ impl Rig {
                 .map_err(io_error("target/rig/nvme.img"))?;
         }
         let mut qemu = Command::new("qemu-system-x86_64");
-        qemu.args(["-machine", "q35", "-accel", "tcg", "-cpu", "qemu64,+npt", "-smp", "2", "-m", "2048"])
+        qemu.args(["-machine", "q35", "-accel", "tcg", "-cpu", "qemu64,+npt", "-smp", "2", "-m", "3072"])
             .args(["-device", "intel-iommu,intremap=on"])
             .args(["-display", "none", "-monitor", "none", "-serial", "stdio", "-no-reboot", "-net", "none"])
             .arg("-kernel")

@@ -116,8 +116,9 @@ test_rumpnet_dom0() {
   our_still_running rumpnet || { fail "$1" "survival" "rumpnet died after the hostile frontend" rumpnet; diag_domain rumpnet; return; }
 
   rumpnet_dom0_vif $mac || { fail "$1" "dom0 vif again" "$RUMPNET_WHY" rumpnet; return; }
-  ping -c 3 -W 3 169.254.70.13 > /tmp/ping-rumpnet.out 2>&1 ||
-    { cat /tmp/ping-rumpnet.out; fail "$1" "dom0 pings guest again" "no answer from 169.254.70.13" rn-c rumpnet; return; }
+  # The interface exists before the vif is connected: give the handshake time.
+  wait_for 30 ping -c 1 -W 2 169.254.70.13 > /tmp/ping-rumpnet.out 2>&1 ||
+    { cat /tmp/ping-rumpnet.out; fail "$1" "dom0 pings guest again" "no answer from 169.254.70.13 for 30 s" rn-c rumpnet; return; }
   timeout 60 xl network-detach 0 "$(rumpnet_dom0_handle $mac)" || { fail "$1" "second network-detach" "xl network-detach failed" rumpnet; return; }
   rumpnet_end_check "$1" "dom0 $interface <-> rn-c ping both ways; counters$counters; lying frontend refused ($reason); dom0 reached rn-c again; detached"
 }
