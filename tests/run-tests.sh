@@ -40,9 +40,24 @@ cargo xtask build
 
 step "end-to-end under real Xen"
 # The rig emulates a whole machine in software; on a loaded host a guest can
-# miss a step's deadline. A failed boot is kept (its log path is printed) and
-# the suite is booted once more; a second failure fails the run.
-if ! cargo xtask e2e; then
-    printf '\n==> end-to-end: first boot failed (log kept above); booting once more\n'
-    cargo xtask e2e
+# miss a step's deadline, and docs/rumpdisk.md lists intermittent failures
+# still open. A failed boot is kept (its log path is printed); the tests that
+# failed are booted again, at most twice, and fail the run if they fail
+# every time. The summary lines say which tests needed another boot.
+e2e_log=target/rig/ci-e2e.log
+mkdir -p target/rig
+if ! cargo xtask e2e 2>&1 | tee "$e2e_log"; then
+    for round in 2 3; do
+        failed=$(awk '$1 == "FAIL" {print $2}' "$e2e_log" | tr '\n' ' ')
+        if [ -z "$failed" ]; then
+            # The boot itself failed: run the whole group again.
+            failed=default
+        fi
+        printf '\n==> end-to-end: boot %s for the failed tests: %s\n' "$round" "$failed"
+        # shellcheck disable=SC2086 # one word per test
+        if cargo xtask e2e $failed 2>&1 | tee "$e2e_log"; then
+            break
+        fi
+        [ "$round" = 3 ] && exit 1
+    done
 fi

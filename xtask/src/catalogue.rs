@@ -74,14 +74,18 @@ pub const RUMPDISK: &[Test] = &[
         "two guests attached at once, each writing and verifying",
     ),
     test(
-        "rumpdisk-bad-target",
-        "an unknown target fails clearly and rumpdisk keeps serving",
-    ),
-    test(
         "rumpdisk-features",
         "blkfront negotiates persistent grants, indirect segments, queues",
     ),
 ];
+
+/// rumpdisk tests outside the default group while an intermittent failure
+/// is open (docs/rumpdisk.md, "Limits"): after the refused attach, the
+/// guest's next disk sometimes never finishes its first read.
+pub const RUMPDISK_UNSTABLE: &[Test] = &[test(
+    "rumpdisk-bad-target",
+    "an unknown target fails clearly and rumpdisk keeps serving",
+)];
 
 /// rumpdisk serving an NVMe controller passed through to it (QEMU's nvme
 /// at 00:11.0, `xl-configs/rumpdisk-nvme.cfg`).
@@ -128,13 +132,19 @@ pub const BENCH: &[Test] = &[test(
 
 /// Named selections. `default` is what CI runs: only tests that pass today.
 pub const GROUPS: &[(&str, &[&[Test]])] = &[
-    ("default", &[BASIC, LINUX, LINUX_EXTRA, RUMPDISK_BOOT, RUMPDISK, RUMPNET]),
+    (
+        "default",
+        &[BASIC, LINUX, LINUX_EXTRA, RUMPDISK_BOOT, RUMPDISK, RUMPNET],
+    ),
     ("basic", &[BASIC]),
     ("linux", &[LINUX, LINUX_EXTRA]),
-    ("rumpdisk", &[RUMPDISK_BOOT, RUMPDISK]),
+    ("rumpdisk", &[RUMPDISK_BOOT, RUMPDISK, RUMPDISK_UNSTABLE]),
     ("rumpnet", &[RUMPNET]),
     ("nvme", &[RUMPDISK_NVME]),
-    ("ours", &[RUMPDISK_BOOT, RUMPDISK, RUMPNET]),
+    (
+        "ours",
+        &[RUMPDISK_BOOT, RUMPDISK, RUMPDISK_UNSTABLE, RUMPNET],
+    ),
     (
         "all",
         &[
@@ -143,6 +153,7 @@ pub const GROUPS: &[(&str, &[&[Test]])] = &[
             LINUX_EXTRA,
             RUMPDISK_BOOT,
             RUMPDISK,
+            RUMPDISK_UNSTABLE,
             RUMPDISK_NVME,
             RUMPNET,
         ],
@@ -156,6 +167,7 @@ fn all_tests() -> impl Iterator<Item = &'static Test> {
         LINUX_EXTRA,
         RUMPDISK_BOOT,
         RUMPDISK,
+        RUMPDISK_UNSTABLE,
         RUMPDISK_NVME,
         RUMPNET,
         BENCH,
@@ -242,7 +254,6 @@ mod tests {
                 "rumpdisk-reattach",
                 "rumpdisk-dom0",
                 "rumpdisk-two",
-                "rumpdisk-bad-target",
                 "rumpdisk-features",
                 "rumpnet-boot",
                 "rumpnet-ping",
@@ -257,7 +268,10 @@ mod tests {
     fn groups_and_tests_mix_without_duplicates() {
         let selected = select(&words(&["hello,rumpdisk", "hello", "rumpdisk-rw"])).unwrap();
         assert_eq!(selected[0], "hello");
-        assert_eq!(selected.len(), 1 + RUMPDISK_BOOT.len() + RUMPDISK.len());
+        assert_eq!(
+            selected.len(),
+            1 + RUMPDISK_BOOT.len() + RUMPDISK.len() + RUMPDISK_UNSTABLE.len()
+        );
     }
 
     #[test]
@@ -266,7 +280,7 @@ mod tests {
     }
 
     #[test]
-    fn the_default_group_runs_every_rumpdisk_test_and_boots_first() {
+    fn the_default_group_runs_the_stable_rumpdisk_tests_and_boots_first() {
         let default = select(&words(&["default"])).unwrap();
         let ours: Vec<_> = default
             .iter()
@@ -274,7 +288,12 @@ mod tests {
             .copied()
             .collect();
         let group = select(&words(&["rumpdisk"])).unwrap();
-        assert_eq!(ours, group);
+        let stable: Vec<_> = group
+            .iter()
+            .filter(|name| !RUMPDISK_UNSTABLE.iter().any(|t| t.name == **name))
+            .copied()
+            .collect();
+        assert_eq!(ours, stable);
         assert_eq!(ours[0], "rumpdisk-boot");
     }
 
