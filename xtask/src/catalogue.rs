@@ -98,6 +98,10 @@ pub const RUMPDISK_NVME: &[Test] = &[
         "rumpdisk-nvme-dom0",
         "dom0 runs fio with verify on rumpdisk's NVMe disk, 32 requests in flight",
     ),
+    test(
+        "rumpdisk-nvme-modes",
+        "the NVMe disk with INTx instead of MSI-X, then with no interrupt (polled)",
+    ),
 ];
 
 /// Our network driver domain, `target/domains/rumpnet`.

@@ -16,6 +16,8 @@ use crate::disks::{self, NvmeSpec};
 
 /// How often a controller's health and command ages are checked.
 const TICK_MS: u64 = 1_000;
+/// How often, at most, the count of interrupts taken is logged.
+const INTERRUPT_REPORT_MS: u64 = 10_000;
 /// Longest bring-up we wait for, beyond the driver's own CAP.TO and admin
 /// timeouts (a guard against a controller that keeps it busy forever).
 const BRING_UP_LIMIT_MS: u64 = 120_000;
@@ -26,8 +28,12 @@ fn now_ms() -> u64 {
 
 /// One NVMe namespace, ticked from its own completion polls.
 pub struct NvmeDisk {
+    name: String,
     driver: Nvme<pci::PciDevice>,
     last_tick_ms: u64,
+    /// Interrupts taken at the last report, and when it was made.
+    reported_interrupts: u64,
+    last_report_ms: u64,
 }
 
 impl NvmeDisk {
@@ -38,6 +44,14 @@ impl NvmeDisk {
             if let Status::Failed(error) = self.driver.tick(now) {
                 log::error!("rumpdisk: NVMe controller failed: {error}");
             }
+        }
+        let taken = self.driver.device().interrupts_taken();
+        if taken != self.reported_interrupts
+            && now.saturating_sub(self.last_report_ms) >= INTERRUPT_REPORT_MS
+        {
+            log::info!("rumpdisk: {}: {taken} interrupts taken", self.name);
+            self.reported_interrupts = taken;
+            self.last_report_ms = now;
         }
     }
 }
@@ -75,8 +89,8 @@ impl BlockDevice for Disk {
         match self {
             Self::Ram(disk) => disk.poll_completion(),
             Self::Nvme(disk) => {
-                // Blkback polls after every wakeup, interrupts included,
-                // which is often enough for one-second health checks.
+                // Blkback polls after every wakeup; with a PCI device open
+                // the platform wakes the loop at least once a second.
                 disk.tick_if_due();
                 disk.driver.poll_completion()
             }
@@ -100,25 +114,20 @@ fn bring_up(spec: &NvmeSpec) -> Result<NvmeDisk, String> {
             _ => pv::sleep_ns(1_000_000),
         }
     }
-    // The main loop sleeps until an event arrives: without an interrupt
-    // nothing would wake it to poll the controller.
-    if driver.device().interrupt_mode().is_none() {
-        let now = now_ms();
-        while !matches!(
-            driver.shutdown(now_ms()),
-            Status::ShutDown | Status::Failed(_)
-        ) && now_ms() - now < 5_000
-        {
-            pv::sleep_ns(1_000_000);
-        }
-        return Err("the controller has no working interrupt; polled mode is not supported by the domain's loop".into());
+    match driver.device().interrupt_mode() {
+        Some(mode) => log::info!("rumpdisk: NVMe controller interrupts by {mode:?}"),
+        // The platform wakes the main loop every millisecond for it.
+        None => log::warn!("rumpdisk: NVMe controller has no interrupt; polling it"),
     }
     if let Some(namespace) = driver.identify_namespace() {
         log::info!("rumpdisk: NVMe namespace {}: {namespace:?}", spec.nsid);
     }
     Ok(NvmeDisk {
+        name: spec.name.clone(),
         driver,
         last_tick_ms: now_ms(),
+        reported_interrupts: 0,
+        last_report_ms: 0,
     })
 }
 

@@ -163,10 +163,17 @@ fn shutdown_request() -> Option<ShutdownRequest> {
 /// Waits until something happens or `deadline_ns` (Xen system time) passes,
 /// and appends what happened to `wakeups`. Handlers run in the caller's
 /// ordinary context.
+///
+/// While a passed-through PCI device is open, it may also return with
+/// nothing appended: a device without interrupts must be polled every
+/// millisecond, and every device's driver is given a chance to check its
+/// health each second (`pci::poll_interval_ns`). The caller polls its
+/// engines after every return anyway.
 pub fn wait(deadline_ns: Option<u64>, wakeups: &mut Vec<Wakeup>) {
     let store_port = xenstore::store_port();
     let timer_port = time::timer_port();
     let console_port = console::port();
+    let pci_deadline = pci::poll_interval_ns().map(|interval| time::monotonic_ns() + interval);
     loop {
         events::take_pending(|port| {
             // The store and timer ports only wake us; their work is below.
@@ -196,6 +203,14 @@ pub fn wait(deadline_ns: Option<u64>, wakeups: &mut Vec<Wakeup>) {
         }
         if !wakeups.is_empty() {
             return;
+        }
+        if let Some(pci_deadline) = pci_deadline {
+            if time::monotonic_ns() >= pci_deadline {
+                return;
+            }
+            time::set_timer(
+                deadline_ns.map_or(pci_deadline, |deadline| deadline.min(pci_deadline)),
+            );
         }
         events::block();
     }

@@ -32,6 +32,52 @@ pub use dma::XenDmaBuffer;
 pub use front::{AssignedDevice, FrontError};
 pub use irq::note_event;
 
+use crate::pv::Global;
+
+/// How often a device without interrupts is polled.
+const POLL_INTERVAL_NS: u64 = 1_000_000;
+/// How often every device's driver gets a chance to check its health.
+const HEALTH_INTERVAL_NS: u64 = 1_000_000_000;
+
+/// Devices open, and how many of them have no interrupt routed.
+struct OpenDevices {
+    open: usize,
+    without_interrupts: usize,
+}
+
+static OPEN_DEVICES: Global<OpenDevices> = Global::new(OpenDevices {
+    open: 0,
+    without_interrupts: 0,
+});
+
+/// How long the main loop may sleep without an event before it must poll
+/// its engines again for the devices' sake (see `pv::wait`): `None` when
+/// no device is open.
+pub fn poll_interval_ns() -> Option<u64> {
+    let devices = OPEN_DEVICES.borrow();
+    if devices.without_interrupts > 0 {
+        Some(POLL_INTERVAL_NS)
+    } else if devices.open > 0 {
+        Some(HEALTH_INTERVAL_NS)
+    } else {
+        None
+    }
+}
+
+/// Whether the domain's command line lets a driver use `mode`:
+/// `pci-interrupts=msix|msi|intx|none` allows only that mode (or none, so
+/// drivers poll); without the word every mode is allowed.
+fn mode_allowed(mode: InterruptMode) -> bool {
+    let command_line = crate::pv::COMMAND_LINE.get();
+    let Some(allowed) = crate::cmdline::values(command_line, "pci-interrupts").last() else {
+        return true;
+    };
+    matches!(
+        (allowed, mode),
+        ("msix", InterruptMode::MsiX) | ("msi", InterruptMode::Msi) | ("intx", InterruptMode::Intx)
+    )
+}
+
 /// Why a function could not be opened.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum OpenError {
@@ -80,6 +126,8 @@ pub struct PciDevice {
     target: OpTarget,
     bars: [Option<bar::MappedBar>; 6],
     vectors: Option<Vectors>,
+    /// Interrupts reported by `take_fired` so far.
+    interrupts_taken: u64,
 }
 
 impl fmt::Debug for PciDevice {
@@ -103,7 +151,13 @@ pub fn open(host: pcidev::Bdf) -> Result<PciDevice, OpenError> {
         target: OpTarget::from(device.virtual_address),
         bars: [None; 6],
         vectors: None,
+        interrupts_taken: 0,
     };
+    {
+        let mut devices = OPEN_DEVICES.borrow_mut();
+        devices.open += 1;
+        devices.without_interrupts += 1;
+    }
     let ids = device
         .config_read32(pcidev::register::VENDOR_ID)
         .map_err(|_| OpenError::DeviceGone)?;
@@ -124,6 +178,11 @@ impl PciDevice {
     /// The function's host address.
     pub fn host_address(&self) -> pcidev::Bdf {
         self.host
+    }
+
+    /// Interrupts the driver has taken so far (evidence that they arrive).
+    pub fn interrupts_taken(&self) -> u64 {
+        self.interrupts_taken
     }
 
     /// How interrupts are delivered now, if they are.
@@ -230,7 +289,19 @@ impl PciDevice {
         }
         let count = bound.len() as u16;
         self.vectors = Some(Vectors { mode, bound });
+        OPEN_DEVICES.borrow_mut().without_interrupts -= 1;
         Ok(count)
+    }
+}
+
+/// Closing a device stops its interrupts; its BARs stay mapped (the
+/// virtual range is simply not reused).
+impl Drop for PciDevice {
+    fn drop(&mut self) {
+        self.disable_interrupts();
+        let mut devices = OPEN_DEVICES.borrow_mut();
+        devices.open -= 1;
+        devices.without_interrupts -= 1;
     }
 }
 
@@ -290,7 +361,7 @@ impl Interrupts for PciDevice {
         if self.vectors.is_some() {
             self.disable_interrupts();
         }
-        if count == 0 {
+        if count == 0 || !mode_allowed(mode) {
             return Err(PciError::NoSuchVector);
         }
         let granted = match mode {
@@ -349,6 +420,7 @@ impl Interrupts for PciDevice {
         let Some(vectors) = self.vectors.take() else {
             return;
         };
+        OPEN_DEVICES.borrow_mut().without_interrupts += 1;
         for vector in vectors.bound {
             vector.unbind();
         }
@@ -366,11 +438,15 @@ impl Interrupts for PciDevice {
 
     fn take_fired(&mut self) -> Option<u16> {
         let vectors = self.vectors.as_ref()?;
-        vectors
+        let fired = vectors
             .bound
             .iter()
             .position(|vector| vector.take_fired())
-            .map(|index| index as u16)
+            .map(|index| index as u16);
+        if fired.is_some() {
+            self.interrupts_taken += 1;
+        }
+        fired
     }
 
     fn unmask(&mut self, vector: u16) {
