@@ -223,16 +223,21 @@ pub fn keep_unmasked(port: u32) {
 /// Moves every pending, unmasked port from the shared info page into
 /// [`COLLECTED`], clearing its pending bit there and masking it unless it
 /// is one of the platform's own.
-fn collect() {
+/// Moves the pending ports into `COLLECTED`. Returns whether any port had
+/// fired.
+fn collect() -> bool {
     let mut collected = COLLECTED.borrow_mut();
     let platform_ports = PLATFORM_PORTS.borrow();
+    let mut any = false;
     scan(|port| {
         let (word, bit) = ((port / 64) as usize, 1u64 << (port % 64));
         collected[word] |= bit;
+        any = true;
         if platform_ports[word] & bit == 0 {
             mask(port);
         }
     });
+    any
 }
 
 /// Calls `handle` for every port that fired since the last call.
@@ -251,9 +256,16 @@ pub fn take_pending(mut handle: impl FnMut(u32)) {
 /// Blocks until some event arrives, keeping what fired for the next
 /// [`take_pending`]. For code that waits on shared memory (the xenstore
 /// and console rings) and re-checks it after every wakeup.
+///
+/// Returns at once if an event fired since the last look: collecting it
+/// clears its pending bit and the vCPU's upcall flag, so `SCHEDOP_block`
+/// would no longer see it, and the memory the caller waits on may already
+/// hold what the event announced (a xenstore reply that came in between
+/// the caller's check and this call).
 pub fn wait_for_any_event() {
-    collect();
-    block();
+    if !collect() {
+        block();
+    }
 }
 
 fn scan(mut handle: impl FnMut(u32)) {
