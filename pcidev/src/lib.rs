@@ -2,11 +2,12 @@
 //! are generic over.
 //!
 //! Layer: the platform contract for PCI drivers, the PCI counterpart of
-//! `xenbus::platform`. Below it sits the platform: `rumpuser-xen` is to
-//! implement these traits over pcifront (config space through
+//! `xenbus::platform`. Below it sits the platform: `rumpuser-xen`
+//! (`pv::pci::PciDevice`) implements these traits over pcifront (config
+//! space through
 //! [`xen/io/pciif.h`](https://xenbits.xen.org/gitweb/?p=xen.git;a=blob;f=xen/include/public/io/pciif.h)),
-//! mapped BARs, event channels bound to MSI-X/MSI/INTx, and DMA-able memory
-//! (not written yet); the drivers' behavioural device models implement them
+//! mapped BARs, event channels bound to MSI-X/MSI/INTx, and DMA-able
+//! memory; the drivers' behavioural device models implement them
 //! over plain memory for tests. Above it sit the drivers
 //! (`drivers/nvme`, the e1000 driver), which are `forbid(unsafe_code)` and
 //! see nothing of the hardware but what is here. See `docs/nvme.md` for the
