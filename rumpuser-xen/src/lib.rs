@@ -10,10 +10,13 @@
 //! `domains/`, which boot through [`entry!`].
 //!
 //! The Xen-only code (boot, hypercalls, page tables, console, events, time,
-//! grants, xenstore client) lives in [`pv`] and is compiled only for
-//! `x86_64-unknown-none`. The arithmetic beneath it (heap bookkeeping,
-//! address layout, time scaling, command line)
-//! is portable and unit-tested on the host.
+//! grants, xenstore client, and PCI passthrough: pcifront over `io/pciif.h`,
+//! BARs, pirqs from `physdev.h`, DMA memory from `memory.h`'s exchange)
+//! lives in [`pv`] and is compiled only for `x86_64-unknown-none`; the PCI
+//! layer implements the `pcidev` traits drivers use. The arithmetic beneath
+//! it (heap bookkeeping, address layout, time scaling, command line, the
+//! PCI request encoding and BAR decoding in [`pci`]) is portable and
+//! unit-tested on the host.
 //!
 //! [`rumpuser`] exports the rumpuser(3) hypercalls a NetBSD rump kernel
 //! runs on, as C symbols; their semantics are portable (tested on the host
