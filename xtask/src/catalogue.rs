@@ -74,18 +74,14 @@ pub const RUMPDISK: &[Test] = &[
         "two guests attached at once, each writing and verifying",
     ),
     test(
+        "rumpdisk-bad-target",
+        "an unknown target fails clearly and rumpdisk keeps serving",
+    ),
+    test(
         "rumpdisk-features",
         "blkfront negotiates persistent grants, indirect segments, queues",
     ),
 ];
-
-/// rumpdisk tests outside the default group while an intermittent failure
-/// is open (docs/rumpdisk.md, "Limits"): after the refused attach, the
-/// guest's next disk sometimes never finishes its first read.
-pub const RUMPDISK_UNSTABLE: &[Test] = &[test(
-    "rumpdisk-bad-target",
-    "an unknown target fails clearly and rumpdisk keeps serving",
-)];
 
 /// rumpdisk serving an NVMe controller passed through to it (QEMU's nvme
 /// at 00:11.0, `xl-configs/rumpdisk-nvme.cfg`).
@@ -142,13 +138,10 @@ pub const GROUPS: &[(&str, &[&[Test]])] = &[
     ),
     ("basic", &[BASIC]),
     ("linux", &[LINUX, LINUX_EXTRA]),
-    ("rumpdisk", &[RUMPDISK_BOOT, RUMPDISK, RUMPDISK_UNSTABLE]),
+    ("rumpdisk", &[RUMPDISK_BOOT, RUMPDISK]),
     ("rumpnet", &[RUMPNET]),
     ("nvme", &[RUMPDISK_NVME]),
-    (
-        "ours",
-        &[RUMPDISK_BOOT, RUMPDISK, RUMPDISK_UNSTABLE, RUMPNET],
-    ),
+    ("ours", &[RUMPDISK_BOOT, RUMPDISK, RUMPNET]),
     (
         "all",
         &[
@@ -157,7 +150,6 @@ pub const GROUPS: &[(&str, &[&[Test]])] = &[
             LINUX_EXTRA,
             RUMPDISK_BOOT,
             RUMPDISK,
-            RUMPDISK_UNSTABLE,
             RUMPDISK_NVME,
             RUMPNET,
         ],
@@ -171,7 +163,6 @@ fn all_tests() -> impl Iterator<Item = &'static Test> {
         LINUX_EXTRA,
         RUMPDISK_BOOT,
         RUMPDISK,
-        RUMPDISK_UNSTABLE,
         RUMPDISK_NVME,
         RUMPNET,
         BENCH,
@@ -258,6 +249,7 @@ mod tests {
                 "rumpdisk-reattach",
                 "rumpdisk-dom0",
                 "rumpdisk-two",
+                "rumpdisk-bad-target",
                 "rumpdisk-features",
                 "rumpnet-boot",
                 "rumpnet-ping",
@@ -272,10 +264,7 @@ mod tests {
     fn groups_and_tests_mix_without_duplicates() {
         let selected = select(&words(&["hello,rumpdisk", "hello", "rumpdisk-rw"])).unwrap();
         assert_eq!(selected[0], "hello");
-        assert_eq!(
-            selected.len(),
-            1 + RUMPDISK_BOOT.len() + RUMPDISK.len() + RUMPDISK_UNSTABLE.len()
-        );
+        assert_eq!(selected.len(), 1 + RUMPDISK_BOOT.len() + RUMPDISK.len());
     }
 
     #[test]
@@ -284,7 +273,7 @@ mod tests {
     }
 
     #[test]
-    fn the_default_group_runs_the_stable_rumpdisk_tests_and_boots_first() {
+    fn the_default_group_runs_every_rumpdisk_test_and_boots_first() {
         let default = select(&words(&["default"])).unwrap();
         let ours: Vec<_> = default
             .iter()
@@ -292,12 +281,7 @@ mod tests {
             .copied()
             .collect();
         let group = select(&words(&["rumpdisk"])).unwrap();
-        let stable: Vec<_> = group
-            .iter()
-            .filter(|name| !RUMPDISK_UNSTABLE.iter().any(|t| t.name == **name))
-            .copied()
-            .collect();
-        assert_eq!(ours, stable);
+        assert_eq!(ours, group);
         assert_eq!(ours[0], "rumpdisk-boot");
     }
 
