@@ -40,8 +40,7 @@ cargo xtask build
 
 step "end-to-end under real Xen"
 # The rig emulates a whole machine in software; on a loaded host a guest can
-# miss a step's deadline, and docs/rumpdisk.md lists intermittent failures
-# still open. A failed boot is kept (its log path is printed); the tests that
+# miss a step's deadline. A failed boot is kept (its log path is printed); the tests that
 # failed are booted again, at most twice, and fail the run if they fail
 # every time. The summary lines say which tests needed another boot.
 e2e_log=target/rig/ci-e2e.log
