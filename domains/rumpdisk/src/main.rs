@@ -48,8 +48,11 @@ mod domain {
         for (word, reason) in &refused {
             log::error!("rumpdisk: ignoring disk={word}: {reason}");
         }
-        if specs.is_empty() {
-            log::warn!("rumpdisk: no disk=NAME:SIZE on the command line; serving nothing");
+        if rumpuser_xen::cmdline::values(command_line, "disk")
+            .next()
+            .is_none()
+        {
+            log::warn!("rumpdisk: no disk= on the command line; serving nothing");
         }
         for spec in specs {
             match RamDisk::new(spec.sectors) {
