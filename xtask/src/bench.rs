@@ -238,7 +238,11 @@ pub fn run(rig: &Rig, from_log: Option<&Path>) -> Result<bool, String> {
          part of the run failed; the serial log says which).\n\n\
          {table}\n",
         versions = versions.join(", "),
-        log = boot.serial_log.display(),
+        log = boot
+            .serial_log
+            .strip_prefix(&rig.root)
+            .unwrap_or(&boot.serial_log)
+            .display(),
     );
     let path = rig.root.join("docs/benchmarks.md");
     fs::write(&path, document).map_err(|e| format!("{}: {e}", path.display()))?;
