@@ -129,10 +129,26 @@ fn update_page_tables(updates: &[mmu_update]) {
     if updates.is_empty() {
         return;
     }
-    let mut done = 0u32;
     // SAFETY: `updates` is an array of valid `mmu_update` requests; each one
     // either maps a fresh frame of ours or links a zeroed, read-only table,
     // so no memory in use changes meaning.
+    if let Err((rc, done)) = unsafe { mmu_update(updates) } {
+        panic!("mmu_update failed: {rc} after {done} of {}", updates.len());
+    }
+}
+
+/// Issues `updates` in one `HYPERVISOR_mmu_update` call on our own
+/// domain. On failure, returns Xen's error code and how many requests were
+/// done before it.
+///
+/// # Safety
+///
+/// No request may change what memory in use maps to, or the meaning of a
+/// page table or machine-to-physical entry anything relies on.
+pub(crate) unsafe fn mmu_update(updates: &[mmu_update]) -> Result<(), (i64, u32)> {
+    let mut done = 0u32;
+    // SAFETY: the requests are valid and harmless (the caller's contract);
+    // `done` outlives the call.
     let rc = unsafe {
         hypercall(
             xen_abi::__HYPERVISOR_mmu_update,
@@ -143,11 +159,11 @@ fn update_page_tables(updates: &[mmu_update]) {
             0,
         )
     };
-    assert!(
-        rc == 0,
-        "mmu_update failed: {rc} after {done} of {}",
-        updates.len()
-    );
+    if rc == 0 {
+        Ok(())
+    } else {
+        Err((rc, done))
+    }
 }
 
 /// Builds the page tables of the 1:1 area, page by page.

@@ -125,16 +125,6 @@ fn wall_clock_base_ns() -> u64 {
     }
 }
 
-fn rdtsc() -> u64 {
-    let low: u32;
-    let high: u32;
-    // SAFETY: rdtsc only reads the time stamp counter.
-    unsafe {
-        core::arch::asm!("rdtsc", out("eax") low, out("edx") high, options(nomem, nostack));
-    }
-    (u64::from(high) << 32) | u64::from(low)
-}
-
 fn has_rdrand() -> bool {
     // CPUID leaf 1, ECX bit 30 (Intel SDM vol. 2, CPUID).
     let ecx: u32;
@@ -259,9 +249,9 @@ unsafe impl Host for XenHost {
         // unpredictable part.
         let mut jitter = [0u8; 256];
         for byte in jitter.iter_mut() {
-            let before = rdtsc();
+            let before = super::time::rdtsc();
             super::sched_yield();
-            *byte = (rdtsc().wrapping_sub(before)) as u8;
+            *byte = (super::time::rdtsc().wrapping_sub(before)) as u8;
         }
         sink(&jitter);
         // Values that differ between instances and boots: the domain's
@@ -272,7 +262,7 @@ unsafe impl Host for XenHost {
             }
         }
         sink(&self.wall_clock_ns().to_le_bytes());
-        sink(&rdtsc().to_le_bytes());
+        sink(&super::time::rdtsc().to_le_bytes());
         sink(super::COMMAND_LINE.get().as_bytes());
     }
 

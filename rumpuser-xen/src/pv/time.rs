@@ -27,7 +27,8 @@ fn field64(offset: usize) -> &'static AtomicU64 {
     unsafe { AtomicU64::from_ptr(address as *mut u64) }
 }
 
-fn rdtsc() -> u64 {
+/// The time stamp counter.
+pub(crate) fn rdtsc() -> u64 {
     let low: u32;
     let high: u32;
     // SAFETY: rdtsc only reads the time stamp counter.

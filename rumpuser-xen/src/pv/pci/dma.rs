@@ -149,19 +149,8 @@ fn exchange_region() -> Result<DmaRegion, i64> {
             val: pfn,
         });
     }
-    let mut done = 0u32;
     // SAFETY: m2p updates of frames that are ours, pointing at their pfns.
-    let rc = unsafe {
-        hypercall(
-            xen_abi::__HYPERVISOR_mmu_update,
-            updates.as_ptr() as u64,
-            updates.len() as u64,
-            &mut done as *mut u32 as u64,
-            u64::from(xen_abi::DOMID_SELF),
-            0,
-        )
-    };
-    if rc != 0 {
+    if let Err((rc, done)) = unsafe { mm::mmu_update(&updates) } {
         log::warn!("pci: m2p update after exchange failed: {rc} ({done} done)");
     }
     for index in 0..pages {
