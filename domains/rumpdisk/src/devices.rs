@@ -5,6 +5,7 @@
 use alloc::boxed::Box;
 use alloc::format;
 use alloc::string::String;
+use alloc::vec::Vec;
 
 use blkback::{
     Blkback, BlockDevice, DeviceInfo, IoCompletion, IoRequest, IoTag, RamDisk, SubmitError,
@@ -133,8 +134,9 @@ fn bring_up(spec: &NvmeSpec) -> Result<NvmeDisk, String> {
 
 /// Brings up every NVMe disk the command line names and registers it with
 /// `backend`; refusals and failures are logged, and the domain carries on
-/// with the disks that work.
-pub fn add_nvme_disks(backend: &mut Blkback<Platform, Disk>, command_line: &str) {
+/// with the disks that work. Returns the names of the disks added.
+pub fn add_nvme_disks(backend: &mut Blkback<Platform, Disk>, command_line: &str) -> Vec<String> {
+    let mut added = Vec::new();
     let (ram_disks, _) = disks::parse_command_line(command_line);
     let (specs, refused) = disks::parse_nvme_command_line(command_line, &ram_disks);
     for (word, reason) in &refused {
@@ -145,12 +147,15 @@ pub fn add_nvme_disks(backend: &mut Blkback<Platform, Disk>, command_line: &str)
             Ok(disk) => {
                 let info = disk.driver.info();
                 match backend.add_device(&spec.name, Disk::Nvme(Box::new(disk))) {
-                    Ok(()) => log::info!(
-                        "rumpdisk: NVMe disk {} ready, {} sectors ({} MiB)",
-                        spec.name,
-                        info.sectors,
-                        (info.sectors * disks::SECTOR_SIZE) >> 20
-                    ),
+                    Ok(()) => {
+                        log::info!(
+                            "rumpdisk: NVMe disk {} ready, {} sectors ({} MiB)",
+                            spec.name,
+                            info.sectors,
+                            (info.sectors * disks::SECTOR_SIZE) >> 20
+                        );
+                        added.push(spec.name.clone());
+                    }
                     Err(error) => log::error!("rumpdisk: cannot add {}: {error:?}", spec.name),
                 }
             }
@@ -160,6 +165,44 @@ pub fn add_nvme_disks(backend: &mut Blkback<Platform, Disk>, command_line: &str)
                 spec.address,
                 spec.nsid
             ),
+        }
+    }
+    added
+}
+
+/// Longest wait for the controllers' normal shutdown, beyond the driver's
+/// own timeout (a guard against a controller that never finishes).
+const SHUTDOWN_LIMIT_MS: u64 = 30_000;
+
+/// Shuts the NVMe controllers of the disks `names` down normally (CC.SHN)
+/// before the domain stops, so that their volatile write caches reach the
+/// medium. Requests still in flight complete first; their answers are
+/// dropped, as their guests' rings go with the domain.
+pub fn shut_down_nvme_disks(backend: &mut Blkback<Platform, Disk>, names: &[String]) {
+    for name in names {
+        let Some(Disk::Nvme(disk)) = backend.device_mut(name) else {
+            continue;
+        };
+        let start = now_ms();
+        loop {
+            match disk.driver.shutdown(now_ms()) {
+                Status::ShutDown => {
+                    log::info!("rumpdisk: {name}: NVMe controller shut down");
+                    break;
+                }
+                Status::Failed(error) => {
+                    log::warn!("rumpdisk: {name}: NVMe shutdown failed: {error}");
+                    break;
+                }
+                _ if now_ms().saturating_sub(start) > SHUTDOWN_LIMIT_MS => {
+                    log::warn!("rumpdisk: {name}: NVMe shutdown unfinished after 30 s");
+                    break;
+                }
+                _ => {
+                    while disk.driver.poll_completion().is_some() {}
+                    pv::sleep_ns(1_000_000);
+                }
+            }
         }
     }
 }

@@ -72,7 +72,7 @@ mod domain {
                 ),
             }
         }
-        crate::devices::add_nvme_disks(&mut backend, command_line);
+        let nvme_disks = crate::devices::add_nvme_disks(&mut backend, command_line);
         log::info!("rumpdisk: {}", pv::memory_summary());
 
         if let Err(error) = backend.start(&mut platform) {
@@ -159,6 +159,7 @@ mod domain {
                             "rumpdisk: shutdown requested ({request:?}) with {} vbd(s) known",
                             backend.vbds().len()
                         );
+                        crate::devices::shut_down_nvme_disks(&mut backend, &nvme_disks);
                         match request {
                             ShutdownRequest::Poweroff => pv::shutdown::poweroff(),
                             ShutdownRequest::Reboot => pv::shutdown::reboot(),

@@ -104,8 +104,12 @@ nvme_dom0_fio() {
     { fail "$1" "block-detach" "xl block-detach failed or hung" rumpdisk; return; }
   wait_for 30 test ! -e /dev/xvdd || { fail "$1" "detach" "/dev/xvdd still present in dom0" rumpdisk; return; }
   our_still_running rumpdisk || { fail "$1" "after the test" "rumpdisk is no longer running" rumpdisk; return; }
+  # xl shutdown: the controller is shut down normally (its cache written back) before poweroff.
+  timeout 90 xl shutdown -w rumpdisk >/dev/null 2>&1 || { fail "$1" "xl shutdown rumpdisk" "did not finish in 90 s" rumpdisk; return; }
   dump_console rumpdisk 20
-  pass "$1" "fio randwrite 4k-256k, iodepth 32, verify of 32 MiB on nvme0: $(grep -o 'IOPS=[^,]*, BW=[^ ]*' /tmp/fio-nvme.out | head -1); detached"
+  console_has rumpdisk "nvme0: NVMe controller shut down" ||
+    { fail "$1" "controller shutdown" "no 'NVMe controller shut down' on rumpdisk's console"; return; }
+  pass "$1" "fio randwrite 4k-256k, iodepth 32, verify of 32 MiB on nvme0: $(grep -o 'IOPS=[^,]*, BW=[^ ]*' /tmp/fio-nvme.out | head -1); detached; xl shutdown shut the controller down"
 }
 
 # The other ways of taking the controller's completions: the legacy INTx
