@@ -456,26 +456,7 @@ fn more_vifs_than_allowed_are_left_alone() {
     let mut world = World::with_config(config);
     let (_a, _) = world.guest("a", NetfrontConfig::linux());
     let (_b, _) = world.guest("b", NetfrontConfig::linux());
-    let guest = world.xen.create_domain("c");
-    let mut dom0 = world.xen.dom0();
-    for parent in [
-        format!("/libxl/{}/device/vif", guest.domid()),
-        format!("/local/domain/{}/device/vif", guest.domid()),
-        format!(
-            "/local/domain/{}/backend/vif/{}",
-            world.driver.domid(),
-            guest.domid()
-        ),
-    ] {
-        xenbus::platform::Xenstore::mkdir(&mut dom0, xenbus::platform::TxId::NONE, &parent)
-            .unwrap();
-    }
-    world
-        .xen
-        .toolstack()
-        .attach_vif(&xensim::VifConfig::new(world.driver.domid(), guest.domid()))
-        .unwrap();
-    world.pump();
+    let (guest, _) = world.attached_domain("c");
     assert_eq!(world.netback.vifs().len(), 2);
     let mut c = xensim::frontend::net::Netfront::new(
         guest,

@@ -297,26 +297,7 @@ fn garbage_key(key: &str, value: &str, reason: &str) {
     let mut world = World::new();
     let (mut bystander, _) = world.guest("bystander", NetfrontConfig::linux());
     let (mut other, _) = world.guest("other", NetfrontConfig::gnu_mach());
-    let guest = world.xen.create_domain("attacker");
-    let mut dom0 = world.xen.dom0();
-    for parent in [
-        format!("/libxl/{}/device/vif", guest.domid()),
-        format!("/local/domain/{}/device/vif", guest.domid()),
-        format!(
-            "/local/domain/{}/backend/vif/{}",
-            world.driver.domid(),
-            guest.domid()
-        ),
-    ] {
-        xenbus::platform::Xenstore::mkdir(&mut dom0, xenbus::platform::TxId::NONE, &parent)
-            .unwrap();
-    }
-    world
-        .xen
-        .toolstack()
-        .attach_vif(&xensim::VifConfig::new(world.driver.domid(), guest.domid()))
-        .unwrap();
-    world.pump();
+    let (guest, _) = world.attached_domain("attacker");
     let mut attacker = Netfront::new(guest, world.driver.domid(), 0, NetfrontConfig::linux());
     // Publish everything, then overwrite one key before the backend looks.
     attacker.set_state(XenbusState::Initialising).unwrap();
@@ -471,26 +452,7 @@ fn tx_and_rx_rings_on_one_page_harm_nobody_else() {
     let mut world = World::new();
     let (mut bystander, _) = world.guest("bystander", NetfrontConfig::linux());
     let (mut other, _) = world.guest("other", NetfrontConfig::gnu_mach());
-    let guest = world.xen.create_domain("attacker");
-    let mut dom0 = world.xen.dom0();
-    for parent in [
-        format!("/libxl/{}/device/vif", guest.domid()),
-        format!("/local/domain/{}/device/vif", guest.domid()),
-        format!(
-            "/local/domain/{}/backend/vif/{}",
-            world.driver.domid(),
-            guest.domid()
-        ),
-    ] {
-        xenbus::platform::Xenstore::mkdir(&mut dom0, xenbus::platform::TxId::NONE, &parent)
-            .unwrap();
-    }
-    world
-        .xen
-        .toolstack()
-        .attach_vif(&xensim::VifConfig::new(world.driver.domid(), guest.domid()))
-        .unwrap();
-    world.pump();
+    let (guest, _) = world.attached_domain("attacker");
     let config = NetfrontConfig {
         queues: 1,
         ..NetfrontConfig::linux()

@@ -106,7 +106,9 @@ impl World {
     }
 
     /// Creates a guest, attaches a vif for it, and connects its netfront.
-    pub fn guest(&mut self, name: &str, config: NetfrontConfig) -> (Netfront, DeviceNodes) {
+    /// A new domain `name` with a vif the toolstack attached to netback
+    /// and the engine has taken on; no frontend drives it yet.
+    pub fn attached_domain(&mut self, name: &str) -> (Domain, DeviceNodes) {
         let guest = self.xen.create_domain(name);
         // The toolstack removes stale device nodes before writing new ones;
         // that needs the parent directories to exist, as they do on a host
@@ -127,6 +129,11 @@ impl World {
             .attach_vif(&VifConfig::new(self.driver.domid(), guest.domid()))
             .expect("attach vif");
         self.pump();
+        (guest, nodes)
+    }
+
+    pub fn guest(&mut self, name: &str, config: NetfrontConfig) -> (Netfront, DeviceNodes) {
+        let (guest, nodes) = self.attached_domain(name);
         let mut front = Netfront::new(guest, self.driver.domid(), 0, config);
         front.connect().expect("frontend connects");
         self.pump();
