@@ -89,9 +89,17 @@ fn exchange_region() -> Result<DmaRegion, i64> {
         return Err(-12);
     }
     let page_address = |index: usize| base + index as u64 * PAGE_SIZE;
-    let pfns: Vec<u64> = (0..pages)
-        .map(|index| virt_to_pfn(page_address(index)).unwrap_or(0))
+    // A heap page always has a pfn; if one had none, pfn 0 must not stand
+    // in for it (its p2m entry would be overwritten below).
+    let pfns: Option<Vec<u64>> = (0..pages)
+        .map(|index| virt_to_pfn(page_address(index)))
         .collect();
+    let Some(pfns) = pfns else {
+        // SAFETY: nothing was unmapped yet; the range goes back to the heap
+        // it came from, allocated above with `layout`.
+        unsafe { alloc::alloc::dealloc(base as *mut u8, layout) };
+        return Err(-22);
+    };
     let mut old_mfns: Vec<u64> = pfns.iter().map(|&pfn| mm::pfn_to_mfn(pfn)).collect();
     // Xen takes only frames nobody maps.
     for index in 0..pages {
@@ -211,7 +219,9 @@ pub fn allocate(length: usize, align: usize) -> Result<XenDmaBuffer, PciError> {
     if length == 0 || !align.is_power_of_two() || align > PAGE_SIZE as usize {
         return Err(PciError::OutOfMemory);
     }
-    let reserved = length.next_multiple_of(GRANULE);
+    let reserved = length
+        .checked_next_multiple_of(GRANULE)
+        .ok_or(PciError::OutOfMemory)?;
     let align = align.max(GRANULE);
     let mut pool = POOL.borrow_mut();
     if let Pool::Untried = *pool {
