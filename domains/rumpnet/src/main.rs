@@ -32,11 +32,11 @@ mod domain {
 
     use netback::{Config, DeviceAddress, Netback, NoUplink};
     use rumpuser_xen::pv::{self, Platform, ShutdownRequest, Wakeup};
+    use xenbus::backend::retire::{self, Outcome, Retirements};
 
     use crate::hold::{self, AttachHold};
     use crate::options;
     use crate::report::VifLog;
-    use xenbus::backend::retire::{self, Outcome, Retirements};
 
     rumpuser_xen::entry!(main);
 
