@@ -16,6 +16,7 @@ use core::sync::atomic::{fence, Ordering};
 
 use pcidev::{check_range, BusAddress, PciError};
 
+use crate::foreign::{copy_from_foreign, copy_to_foreign};
 use crate::heap::FreeRanges;
 use crate::layout::{virt_to_pfn, PAGE_SIZE};
 use crate::pci::DmaRegion;
@@ -299,23 +300,10 @@ impl pcidev::DmaBuffer for XenDmaBuffer {
     fn read(&self, offset: usize, destination: &mut [u8]) -> Result<(), PciError> {
         check_range(self.length as u64, offset as u64, destination.len() as u64)?;
         fence(Ordering::SeqCst);
-        let start = self.address as usize + offset;
-        let mut index = 0;
-        while index < destination.len() {
-            let address = start + index;
-            if address.is_multiple_of(8) && destination.len() - index >= 8 {
-                // SAFETY: inside the buffer (checked above) and aligned; a
-                // volatile load forms no reference to memory the device
-                // may be writing.
-                let word = unsafe { (address as *const u64).read_volatile() };
-                destination[index..index + 8].copy_from_slice(&word.to_le_bytes());
-                index += 8;
-            } else {
-                // SAFETY: as above.
-                destination[index] = unsafe { (address as *const u8).read_volatile() };
-                index += 1;
-            }
-        }
+        // SAFETY: `[offset, offset + destination.len())` is inside the
+        // buffer (checked above), which is mapped and ours until `free`;
+        // the copy is volatile because the device may be writing it.
+        unsafe { copy_from_foreign(self.address as usize + offset, destination) };
         fence(Ordering::SeqCst);
         Ok(())
     }
@@ -323,22 +311,9 @@ impl pcidev::DmaBuffer for XenDmaBuffer {
     fn write(&self, offset: usize, source: &[u8]) -> Result<(), PciError> {
         check_range(self.length as u64, offset as u64, source.len() as u64)?;
         fence(Ordering::SeqCst);
-        let start = self.address as usize + offset;
-        let mut index = 0;
-        while index < source.len() {
-            let address = start + index;
-            if address.is_multiple_of(8) && source.len() - index >= 8 {
-                let mut word = [0; 8];
-                word.copy_from_slice(&source[index..index + 8]);
-                // SAFETY: as in `read`.
-                unsafe { (address as *mut u64).write_volatile(u64::from_le_bytes(word)) };
-                index += 8;
-            } else {
-                // SAFETY: as in `read`.
-                unsafe { (address as *mut u8).write_volatile(source[index]) };
-                index += 1;
-            }
-        }
+        // SAFETY: as in `read`: inside the buffer (checked above), mapped
+        // and ours until `free`.
+        unsafe { copy_to_foreign(self.address as usize + offset, source) };
         fence(Ordering::SeqCst);
         Ok(())
     }
