@@ -122,10 +122,10 @@ mod domain {
                 }
             }
             wakeups.clear();
-            let deadline = match (gate.deadline(), retirements.deadline()) {
-                (Some(gate), Some(retire)) => Some(gate.min(retire)),
-                (gate, retire) => gate.or(retire),
-            };
+            let deadline = [gate.deadline(), retirements.deadline()]
+                .into_iter()
+                .flatten()
+                .min();
             pv::wait(deadline, &mut wakeups);
             for wakeup in wakeups.drain(..) {
                 match wakeup {
