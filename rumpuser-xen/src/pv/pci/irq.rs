@@ -84,16 +84,19 @@ pub fn bind(pirq: u32, shared: bool) -> Result<BoundPirq, i64> {
         return Err(rc);
     }
     let port = argument.port;
+    // A port outside the bitmaps could never report its interrupt.
+    let Some((word, bit)) = bit(port) else {
+        events::close(port);
+        return Err(-28);
+    };
     let mut query = xen_abi::physdev_irq_status_query {
         irq: pirq,
         flags: 0,
     };
     let needs_eoi = physdev_op(xen_abi::PHYSDEVOP_irq_status_query, &mut query) != 0
         || query.flags & xen_abi::XENIRQSTAT_needs_eoi != 0;
-    if let Some((word, bit)) = bit(port) {
-        DEVICE_PORTS.borrow_mut()[word] |= bit;
-        FIRED.borrow_mut()[word] &= !bit;
-    }
+    DEVICE_PORTS.borrow_mut()[word] |= bit;
+    FIRED.borrow_mut()[word] &= !bit;
     events::unmask(port);
     log::debug!("pci: pirq {pirq} bound to port {port} (needs EOI: {needs_eoi})");
     Ok(BoundPirq {
