@@ -38,7 +38,13 @@ pub enum MapError {
     OutOfMemory,
     /// Xen refused the mapping (no iomem permission?)
     Refused(i64),
+    /// the BAR is unassigned (address 0) or reaches beyond the 52 bits a
+    /// page-table entry holds
+    BadAddress,
 }
+
+/// End of the machine addresses a page-table entry can name.
+const MACHINE_ADDRESS_LIMIT: u64 = 1 << 52;
 
 fn restore(address: u64) {
     let Some(pfn) = virt_to_pfn(address) else {
@@ -57,6 +63,11 @@ pub fn map(bar: &MemoryBar) -> Result<MappedBar, MapError> {
     let first_page = bar.address & !(PAGE_SIZE - 1);
     let in_page = bar.address - first_page;
     let span = (in_page + length).next_multiple_of(PAGE_SIZE);
+    // `mmio_pte` keeps only the frame bits: a higher address would map
+    // some other frame.
+    if bar.address == 0 || first_page.saturating_add(span) > MACHINE_ADDRESS_LIMIT {
+        return Err(MapError::BadAddress);
+    }
     let layout = Layout::from_size_align(span as usize, PAGE_SIZE as usize)
         .map_err(|_| MapError::OutOfMemory)?;
     // SAFETY: a non-zero-sized layout.
