@@ -152,7 +152,7 @@ pub fn add_nvme_disks(backend: &mut Blkback<Platform, Disk>, command_line: &str)
                             "rumpdisk: NVMe disk {} ready, {} sectors ({} MiB)",
                             spec.name,
                             info.sectors,
-                            (info.sectors * disks::SECTOR_SIZE) >> 20
+                            info.sectors.saturating_mul(disks::SECTOR_SIZE) >> 20
                         );
                         added.push(spec.name.clone());
                     }
@@ -173,6 +173,8 @@ pub fn add_nvme_disks(backend: &mut Blkback<Platform, Disk>, command_line: &str)
 /// Longest wait for the controllers' normal shutdown, beyond the driver's
 /// own timeout (a guard against a controller that never finishes).
 const SHUTDOWN_LIMIT_MS: u64 = 30_000;
+/// Most completions taken between two shutdown steps.
+const SHUTDOWN_COMPLETIONS_PER_PASS: usize = 1_024;
 
 /// Shuts the NVMe controllers of the disks `names` down normally (CC.SHN)
 /// before the domain stops, so that their volatile write caches reach the
@@ -199,7 +201,13 @@ pub fn shut_down_nvme_disks(backend: &mut Blkback<Platform, Disk>, names: &[Stri
                     break;
                 }
                 _ => {
-                    while disk.driver.poll_completion().is_some() {}
+                    // Bounded per pass: a controller that keeps posting
+                    // completions cannot hold the loop past its deadline.
+                    for _ in 0..SHUTDOWN_COMPLETIONS_PER_PASS {
+                        if disk.driver.poll_completion().is_none() {
+                            break;
+                        }
+                    }
                     pv::sleep_ns(1_000_000);
                 }
             }
