@@ -54,11 +54,8 @@ impl SharedMemory for OwnPage {
             offset + destination.len() <= XEN_PAGE_SIZE,
             "read outside the page"
         );
-        for (index, byte) in destination.iter_mut().enumerate() {
-            // SAFETY: inside the mapped page (checked above); a volatile
-            // byte load forms no reference.
-            *byte = unsafe { ((self.address + offset + index) as *const u8).read_volatile() };
-        }
+        // SAFETY: inside the mapped page (checked above).
+        unsafe { crate::foreign::copy_from_foreign(self.address + offset, destination) }
     }
 
     fn write(&self, offset: usize, source: &[u8]) {
@@ -66,9 +63,7 @@ impl SharedMemory for OwnPage {
             offset + source.len() <= XEN_PAGE_SIZE,
             "write outside the page"
         );
-        for (index, &byte) in source.iter().enumerate() {
-            // SAFETY: as for `read`.
-            unsafe { ((self.address + offset + index) as *mut u8).write_volatile(byte) };
-        }
+        // SAFETY: inside the mapped page (checked above).
+        unsafe { crate::foreign::copy_to_foreign(self.address + offset, source) }
     }
 }
