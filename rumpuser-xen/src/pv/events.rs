@@ -21,7 +21,7 @@ use super::abi::{
     SHARED_INFO_EVTCHN_MASK, SHARED_INFO_EVTCHN_PENDING, VCPU_INFO_CR2, VCPU_INFO_PENDING_SEL,
     VCPU_INFO_UPCALL_MASK, VCPU_INFO_UPCALL_PENDING,
 };
-use super::hypercall::hypercall;
+use super::hypercall::{hypercall, hypercall_op};
 use super::Global;
 
 #[repr(C, align(4096))]
@@ -105,24 +105,20 @@ pub fn init() {
 }
 
 /// Issues `EVTCHNOP_<command>` with its argument structure.
-fn event_channel_op<T>(command: u32, argument: &mut T) -> i64 {
-    // SAFETY: every caller pairs `command` with the `struct evtchn_*` it
-    // expects (from `xen-abi`), living on its stack for the call.
-    unsafe {
-        hypercall(
-            xen_abi::__HYPERVISOR_event_channel_op,
-            u64::from(command),
-            argument as *mut T as u64,
-            0,
-            0,
-            0,
-        )
-    }
+///
+/// # Safety
+///
+/// `argument` must be the `struct evtchn_*` (from `xen-abi`) that
+/// `command` takes.
+unsafe fn event_channel_op<T>(command: u32, argument: &mut T) -> i64 {
+    // SAFETY: the caller pairs `command` with its structure.
+    unsafe { hypercall_op(xen_abi::__HYPERVISOR_event_channel_op, command, argument) }
 }
 
 /// Sends an event on `port`.
 pub fn notify_port(port: u32) {
-    event_channel_op(xen_abi::EVTCHNOP_send, &mut xen_abi::evtchn_send { port });
+    // SAFETY: EVTCHNOP_send takes a `struct evtchn_send`.
+    unsafe { event_channel_op(xen_abi::EVTCHNOP_send, &mut xen_abi::evtchn_send { port }) };
 }
 
 /// `EVTCHNOP_bind_interdomain`; returns the local port (unmasked) or Xen's
@@ -133,7 +129,8 @@ pub fn bind_interdomain(remote_domid: u16, remote_port: u32) -> Result<u32, i64>
         remote_port,
         local_port: 0,
     };
-    let rc = event_channel_op(xen_abi::EVTCHNOP_bind_interdomain, &mut argument);
+    // SAFETY: EVTCHNOP_bind_interdomain takes a `struct evtchn_bind_interdomain`.
+    let rc = unsafe { event_channel_op(xen_abi::EVTCHNOP_bind_interdomain, &mut argument) };
     if rc != 0 {
         return Err(rc);
     }
@@ -149,11 +146,29 @@ pub fn alloc_unbound(remote_domid: u16) -> Result<u32, i64> {
         remote_dom: remote_domid,
         port: 0,
     };
-    let rc = event_channel_op(xen_abi::EVTCHNOP_alloc_unbound, &mut argument);
+    // SAFETY: EVTCHNOP_alloc_unbound takes a `struct evtchn_alloc_unbound`.
+    let rc = unsafe { event_channel_op(xen_abi::EVTCHNOP_alloc_unbound, &mut argument) };
     if rc != 0 {
         return Err(rc);
     }
     unmask(argument.port);
+    Ok(argument.port)
+}
+
+/// `EVTCHNOP_bind_pirq`: binds physical irq `pirq` to a fresh port, which
+/// may be shared with other domains when `flags` says so. Returns the port
+/// or Xen's error code.
+pub fn bind_pirq(pirq: u32, flags: u32) -> Result<u32, i64> {
+    let mut argument = xen_abi::evtchn_bind_pirq {
+        pirq,
+        flags,
+        port: 0,
+    };
+    // SAFETY: EVTCHNOP_bind_pirq takes a `struct evtchn_bind_pirq`.
+    let rc = unsafe { event_channel_op(xen_abi::EVTCHNOP_bind_pirq, &mut argument) };
+    if rc != 0 {
+        return Err(rc);
+    }
     Ok(argument.port)
 }
 
@@ -164,7 +179,8 @@ pub fn bind_virq(virq: u32) -> Result<u32, i64> {
         vcpu: 0,
         port: 0,
     };
-    let rc = event_channel_op(xen_abi::EVTCHNOP_bind_virq, &mut argument);
+    // SAFETY: EVTCHNOP_bind_virq takes a `struct evtchn_bind_virq`.
+    let rc = unsafe { event_channel_op(xen_abi::EVTCHNOP_bind_virq, &mut argument) };
     if rc != 0 {
         return Err(rc);
     }
@@ -173,7 +189,8 @@ pub fn bind_virq(virq: u32) -> Result<u32, i64> {
 
 /// `EVTCHNOP_close`.
 pub fn close(port: u32) {
-    event_channel_op(xen_abi::EVTCHNOP_close, &mut xen_abi::evtchn_close { port });
+    // SAFETY: EVTCHNOP_close takes a `struct evtchn_close`.
+    unsafe { event_channel_op(xen_abi::EVTCHNOP_close, &mut xen_abi::evtchn_close { port }) };
 }
 
 fn bit(port: u32) -> (usize, u64) {
@@ -202,10 +219,13 @@ pub fn unmask(port: u32) {
     if port >= 4096 {
         return;
     }
-    event_channel_op(
-        xen_abi::EVTCHNOP_unmask,
-        &mut xen_abi::evtchn_unmask { port },
-    );
+    // SAFETY: EVTCHNOP_unmask takes a `struct evtchn_unmask`.
+    unsafe {
+        event_channel_op(
+            xen_abi::EVTCHNOP_unmask,
+            &mut xen_abi::evtchn_unmask { port },
+        )
+    };
 }
 
 /// Ports collected from the shared info page but not yet handled.

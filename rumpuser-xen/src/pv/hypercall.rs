@@ -43,3 +43,28 @@ pub unsafe fn hypercall(number: u32, a1: u64, a2: u64, a3: u64, a4: u64, a5: u64
     }
     result
 }
+
+/// Issues hypercall `number` with a sub-command and a pointer to its
+/// argument structure: the calling convention of the `*_op` hypercalls
+/// (`event_channel_op`, `memory_op`, `physdev_op`, ...).
+///
+/// # Safety
+///
+/// As for [`hypercall`]: `argument` must be the structure Xen expects for
+/// `command` of hypercall `number`, every guest handle in it must point at
+/// memory that lives across the call, and the operation must not break
+/// memory the program relies on.
+pub unsafe fn hypercall_op<T>(number: u32, command: u32, argument: &mut T) -> i64 {
+    // SAFETY: the caller vouches for the pairing; `argument` is borrowed
+    // for the whole call.
+    unsafe {
+        hypercall(
+            number,
+            u64::from(command),
+            argument as *mut T as u64,
+            0,
+            0,
+            0,
+        )
+    }
+}

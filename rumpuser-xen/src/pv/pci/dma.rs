@@ -20,7 +20,7 @@ use crate::foreign::{copy_from_foreign, copy_to_foreign};
 use crate::heap::FreeRanges;
 use crate::layout::{virt_to_pfn, PAGE_SIZE};
 use crate::pci::DmaRegion;
-use crate::pv::hypercall::hypercall;
+use crate::pv::hypercall::hypercall_op;
 use crate::pv::{mm, Global};
 
 /// Order of one exchanged extent: 512 pages, 2 MiB, the largest Xen lets a
@@ -56,19 +56,15 @@ pub struct XenDmaBuffer {
     region: Option<usize>,
 }
 
-fn memory_op<T>(command: u32, argument: &mut T) -> i64 {
-    // SAFETY: every caller pairs `command` with its structure, whose guest
-    // handles point at arrays that live across the call.
-    unsafe {
-        hypercall(
-            xen_abi::__HYPERVISOR_memory_op,
-            u64::from(command),
-            argument as *mut T as u64,
-            0,
-            0,
-            0,
-        )
-    }
+/// Issues `XENMEM_<command>` with its argument structure.
+///
+/// # Safety
+///
+/// `argument` must be the structure `command` takes, and its guest handles
+/// must point at arrays that live across the call.
+unsafe fn memory_op<T>(command: u32, argument: &mut T) -> i64 {
+    // SAFETY: the caller pairs `command` with its structure and arrays.
+    unsafe { hypercall_op(xen_abi::__HYPERVISOR_memory_op, command, argument) }
 }
 
 fn map_page(address: u64, mfn: u64) -> i64 {
@@ -136,7 +132,9 @@ fn exchange_region() -> Result<DmaRegion, i64> {
         },
         nr_exchanged: 0,
     };
-    let rc = memory_op(xen_abi::XENMEM_exchange, &mut exchange);
+    // SAFETY: XENMEM_exchange takes a `struct xen_memory_exchange`, whose
+    // in and out extent arrays live on this stack frame across the call.
+    let rc = unsafe { memory_op(xen_abi::XENMEM_exchange, &mut exchange) };
     if rc != 0 || exchange.nr_exchanged != pages as u64 {
         // One output extent is exchanged whole or not at all: our frames
         // are still ours.

@@ -11,7 +11,7 @@
 //! guest that has not registered a pirq EOI map), issues the EOI that lets
 //! Xen unmask the interrupt at its source.
 
-use crate::pv::hypercall::hypercall;
+use crate::pv::hypercall::hypercall_op;
 use crate::pv::{events, Global};
 
 /// Ports bound to device interrupts, one bit per port.
@@ -42,48 +42,25 @@ pub struct BoundPirq {
     needs_eoi: bool,
 }
 
-fn physdev_op<T>(command: u32, argument: &mut T) -> i64 {
-    // SAFETY: every caller pairs `command` with its `struct physdev_*`,
-    // living on the caller's stack for the call.
-    unsafe {
-        hypercall(
-            xen_abi::__HYPERVISOR_physdev_op,
-            u64::from(command),
-            argument as *mut T as u64,
-            0,
-            0,
-            0,
-        )
-    }
+/// Issues `PHYSDEVOP_<command>` with its argument structure.
+///
+/// # Safety
+///
+/// `argument` must be the `struct physdev_*` that `command` takes.
+unsafe fn physdev_op<T>(command: u32, argument: &mut T) -> i64 {
+    // SAFETY: the caller pairs `command` with its structure.
+    unsafe { hypercall_op(xen_abi::__HYPERVISOR_physdev_op, command, argument) }
 }
 
 /// Binds `pirq` to a fresh port, unmasked. `shared` for a legacy INTx line
 /// other devices may also raise.
 pub fn bind(pirq: u32, shared: bool) -> Result<BoundPirq, i64> {
-    let mut argument = xen_abi::evtchn_bind_pirq {
-        pirq,
-        flags: if shared {
-            xen_abi::BIND_PIRQ__WILL_SHARE
-        } else {
-            0
-        },
-        port: 0,
+    let flags = if shared {
+        xen_abi::BIND_PIRQ__WILL_SHARE
+    } else {
+        0
     };
-    // SAFETY: EVTCHNOP_bind_pirq with its structure on our stack.
-    let rc = unsafe {
-        hypercall(
-            xen_abi::__HYPERVISOR_event_channel_op,
-            u64::from(xen_abi::EVTCHNOP_bind_pirq),
-            &mut argument as *mut _ as u64,
-            0,
-            0,
-            0,
-        )
-    };
-    if rc != 0 {
-        return Err(rc);
-    }
-    let port = argument.port;
+    let port = events::bind_pirq(pirq, flags)?;
     // A port outside the bitmaps could never report its interrupt.
     let Some((word, bit)) = bit(port) else {
         events::close(port);
@@ -93,7 +70,8 @@ pub fn bind(pirq: u32, shared: bool) -> Result<BoundPirq, i64> {
         irq: pirq,
         flags: 0,
     };
-    let needs_eoi = physdev_op(xen_abi::PHYSDEVOP_irq_status_query, &mut query) != 0
+    // SAFETY: PHYSDEVOP_irq_status_query takes a `struct physdev_irq_status_query`.
+    let needs_eoi = unsafe { physdev_op(xen_abi::PHYSDEVOP_irq_status_query, &mut query) } != 0
         || query.flags & xen_abi::XENIRQSTAT_needs_eoi != 0;
     DEVICE_PORTS.borrow_mut()[word] |= bit;
     FIRED.borrow_mut()[word] &= !bit;
@@ -123,7 +101,8 @@ impl BoundPirq {
         events::unmask(self.port);
         if self.needs_eoi {
             let mut eoi = xen_abi::physdev_eoi { irq: self.pirq };
-            let rc = physdev_op(xen_abi::PHYSDEVOP_eoi, &mut eoi);
+            // SAFETY: PHYSDEVOP_eoi takes a `struct physdev_eoi`.
+            let rc = unsafe { physdev_op(xen_abi::PHYSDEVOP_eoi, &mut eoi) };
             if rc != 0 {
                 log::warn!("pci: EOI of pirq {} failed: {rc}", self.pirq);
             }
