@@ -6,11 +6,12 @@ set -euo pipefail
 export DEBIAN_FRONTEND=noninteractive
 apt-get update -qq
 # libxen-dev: Xen's public headers (bindgen input).  libclang-dev/clang: bindgen.
-# gcc-multilib: the 32-bit layout checks.  g++: libFuzzer, built by the fuzz
+# gcc-multilib: the 32-bit layout checks.  binutils: objcopy and nm for the
+# images.  g++: libFuzzer, built by the fuzz
 # targets.  The rest: the real-Xen rig in QEMU.
 # qemu-utils is deliberately not named: machines may carry a newer one.
 apt-get install -y -qq --no-install-recommends \
-    libxen-dev libclang-dev clang gcc g++ make gcc-multilib libc6-dev \
+    libxen-dev libclang-dev clang gcc g++ make binutils gcc-multilib libc6-dev \
     qemu-system-x86 debootstrap busybox-static cpio e2fsprogs kmod perl \
     ca-certificates xz-utils file >/dev/null
 
