@@ -5,9 +5,10 @@
 //! (`rumpuser_xen::pv`, real Xen), the engine (`netback::Netback`, the
 //! backend half of
 //! [`xen/io/netif.h`](https://xenbits.xen.org/gitweb/?p=xen.git;a=blob;f=xen/include/public/io/netif.h),
-//! with its learning switch) and no
-//! uplink (the switch joins the vifs only), and runs the event loop that
-//! feeds the engine: watch events, event channel ports, time. The engine
+//! with its learning switch) and the uplink: an e1000 passed through to
+//! the domain (`uplink=ADDRESS`, driven by `drivers/e1000`) or none, when
+//! the switch joins the vifs only. It runs the event loop that feeds the
+//! engine: watch events, event channel ports, time. The engine
 //! watches this domain's `backend/vif` directory itself, so no `xl devd`
 //! is needed. Every second or so it writes per-vif counters to xenstore.
 //! See `docs/rumpnet.md`.
@@ -23,6 +24,8 @@ mod hold;
 mod options;
 #[cfg_attr(not(target_os = "none"), allow(dead_code))]
 mod report;
+#[cfg_attr(not(target_os = "none"), allow(dead_code))]
+mod uplink;
 
 #[cfg(target_os = "none")]
 mod domain {
@@ -30,13 +33,15 @@ mod domain {
     use alloc::vec::Vec;
     use core::time::Duration;
 
-    use netback::{Config, DeviceAddress, Netback, NoUplink};
-    use rumpuser_xen::pv::{self, Platform, ShutdownRequest, Wakeup};
+    use netback::{Config, DeviceAddress, Netback};
+    use pcidev::Bdf;
+    use rumpuser_xen::pv::{self, pci, Platform, ShutdownRequest, Wakeup};
     use xenbus::backend::retire::{self, Outcome, Retirements};
 
     use crate::hold::{self, AttachHold};
     use crate::options;
     use crate::report::VifLog;
+    use crate::uplink::{Mac, Uplink};
 
     rumpuser_xen::entry!(main);
 
@@ -54,15 +59,17 @@ mod domain {
         for (word, reason) in &refused {
             log::error!("rumpnet: ignoring {word}: {reason}");
         }
+        let mut uplink = match options.uplink {
+            Some(address) => open_uplink(address),
+            None => Uplink::None,
+        };
         let config = Config {
             max_queues: options.max_queues,
-            // No NIC yet: the switch joins the vifs only.
-            uplink: false,
+            uplink: uplink.is_present(),
             ..Config::default()
         };
         let mut platform = Platform::default();
         let mut netback: Netback<Platform> = Netback::new(config);
-        let mut uplink = NoUplink;
         if let Err(error) = netback.start(&mut platform) {
             log::error!("rumpnet: cannot watch backend/vif: {error:?}; stopping");
             pv::shutdown::poweroff();
@@ -82,12 +89,18 @@ mod domain {
         let mut vif_log = VifLog::default();
         let mut rx_polling = false;
         let mut next_statistics = pv::time::monotonic_ns() + options.statistics_interval_ns;
+        let mut uplink_log = UplinkLog::default();
         let mut wakeups = Vec::new();
         loop {
+            // The NIC's interrupts, link and finished transmissions.
+            let tended = uplink.tend();
+            if let Some(up) = tended.link_changed {
+                log::info!("rumpnet: uplink: link {}", if up { "up" } else { "down" });
+            }
             // Move frames while there are any, within a bound so that a
             // busy ring cannot keep watches and shutdown waiting.
             let now = pv::time::monotonic_ns();
-            let mut busy = false;
+            let mut busy = tended.rx_pending;
             for _ in 0..POLLS_PER_ROUND {
                 busy = netback
                     .poll(&mut platform, &mut uplink, Duration::from_nanos(now))
@@ -96,6 +109,9 @@ mod domain {
                     break;
                 }
             }
+            // Netback takes a bounded number of frames from the uplink per
+            // poll and does not count what it left behind.
+            busy = busy || uplink.rx_pending();
 
             let mut deadline = next_statistics;
             if let Some(held) = hold.deadline_ns() {
@@ -146,6 +162,14 @@ mod domain {
                             netback.vifs().len()
                         );
                         netback.shutdown(&mut platform);
+                        // Reset the NIC so that it stops using its DMA
+                        // memory before the domain goes.
+                        if core::mem::replace(&mut uplink, Uplink::None)
+                            .shutdown()
+                            .is_some()
+                        {
+                            log::info!("rumpnet: uplink: device reset");
+                        }
                         match request {
                             ShutdownRequest::Poweroff => pv::shutdown::poweroff(),
                             ShutdownRequest::Reboot => pv::shutdown::reboot(),
@@ -187,6 +211,11 @@ mod domain {
                 netback.publish_statistics(&mut platform);
                 next_statistics = now + options.statistics_interval_ns;
             }
+            if statistics_due {
+                if let Some(line) = uplink_log.update(&uplink) {
+                    log::info!("rumpnet: {line}");
+                }
+            }
             if watched || statistics_due {
                 let vifs = netback.vifs();
                 for line in vif_log.update(&vifs) {
@@ -196,6 +225,73 @@ mod domain {
                     .iter()
                     .any(|vif| vif.features.is_some_and(|features| !features.rx_notify));
             }
+        }
+    }
+
+    /// Opens the NIC at `address` and brings it up; on failure the domain
+    /// serves without an uplink, saying why.
+    fn open_uplink(address: Bdf) -> Uplink<pci::PciDevice> {
+        let device = match pci::open(address) {
+            Ok(device) => device,
+            Err(error) => {
+                log::error!("rumpnet: uplink {address}: {error}; serving without an uplink");
+                return Uplink::None;
+            }
+        };
+        match Uplink::e1000(device) {
+            Ok(uplink) => {
+                if let Some(driver) = uplink.driver() {
+                    let interrupts = match driver.device().interrupt_mode() {
+                        Some(mode) => alloc::format!("interrupts by {mode:?}"),
+                        None => "polled every millisecond (no interrupt)".into(),
+                    };
+                    log::info!(
+                        "rumpnet: uplink {address}: e1000 {}, link {}, {interrupts}",
+                        Mac(driver.mac_address()),
+                        if driver.link_up() { "up" } else { "down" }
+                    );
+                }
+                uplink
+            }
+            Err((error, _device)) => {
+                log::error!("rumpnet: uplink {address}: {error}; serving without an uplink");
+                Uplink::None
+            }
+        }
+    }
+
+    /// Logs the uplink's counters when they moved since the last line.
+    #[derive(Default)]
+    struct UplinkLog {
+        last: Option<e1000::Statistics>,
+    }
+
+    impl UplinkLog {
+        fn update(&mut self, uplink: &Uplink<pci::PciDevice>) -> Option<alloc::string::String> {
+            let driver = uplink.driver()?;
+            let now = driver.statistics();
+            if self.last == Some(now) {
+                return None;
+            }
+            self.last = Some(now);
+            let dropped = now.rx_frame_errors
+                + now.rx_bogus_write_backs
+                + now.rx_oversize
+                + now.rx_runts
+                + now.rx_missed
+                + now.rx_no_buffers;
+            Some(alloc::format!(
+                "uplink: link {}, rx {} frames {} bytes, tx {} frames {} bytes, rx dropped {dropped}, \
+                 tx refused {}, interrupts {}, resets {}",
+                if driver.link_up() { "up" } else { "down" },
+                now.rx_frames,
+                now.rx_bytes,
+                now.tx_frames,
+                now.tx_bytes,
+                now.tx_ring_full + now.tx_link_down + now.tx_bad_length,
+                now.interrupts,
+                now.stalls,
+            ))
         }
     }
 
@@ -217,10 +313,13 @@ fn main() -> std::process::ExitCode {
     let words: Vec<String> = std::env::args().skip(1).collect();
     let (options, refused) = options::parse(&words.join(" "));
     println!(
-        "statistics every {} ms, attach hold {} ms, up to {} queue(s) per vif",
+        "statistics every {} ms, attach hold {} ms, up to {} queue(s) per vif, uplink {}",
         options.statistics_interval_ns / 1_000_000,
         options.attach_hold_ns / 1_000_000,
-        options.max_queues
+        options.max_queues,
+        options
+            .uplink
+            .map_or_else(|| "none".to_string(), |address| address.to_string())
     );
     for (word, reason) in &refused {
         eprintln!("{word} refused: {reason}");

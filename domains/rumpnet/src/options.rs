@@ -6,6 +6,8 @@ use alloc::string::String;
 use alloc::vec::Vec;
 use core::fmt;
 
+use pcidev::{Bdf, BdfError};
+
 use crate::hold::DEFAULT_HOLD_NS;
 
 /// Settings of the rumpnet domain.
@@ -17,6 +19,9 @@ pub struct Options {
     pub attach_hold_ns: u64,
     /// Queues offered to each frontend.
     pub max_queues: u32,
+    /// The PCI address of the NIC behind the switch's uplink port, passed
+    /// through to the domain (`uplink=0000:00:10.0`); none by default.
+    pub uplink: Option<Bdf>,
 }
 
 impl Default for Options {
@@ -25,6 +30,7 @@ impl Default for Options {
             statistics_interval_ns: 1_000_000_000,
             attach_hold_ns: DEFAULT_HOLD_NS,
             max_queues: 4,
+            uplink: None,
         }
     }
 }
@@ -36,14 +42,17 @@ pub enum OptionError {
     NotANumber,
     /// out of range
     OutOfRange,
+    /// not a PCI address
+    Address(BdfError),
 }
 
 impl fmt::Display for OptionError {
     fn fmt(&self, formatter: &mut fmt::Formatter<'_>) -> fmt::Result {
-        formatter.write_str(match self {
-            Self::NotANumber => "not a whole number",
-            Self::OutOfRange => "out of range",
-        })
+        match self {
+            Self::NotANumber => formatter.write_str("not a whole number"),
+            Self::OutOfRange => formatter.write_str("out of range"),
+            Self::Address(error) => write!(formatter, "not a PCI address: {error}"),
+        }
     }
 }
 
@@ -83,6 +92,9 @@ pub fn parse(command_line: &str) -> (Options, Vec<Refusal>) {
             // xen/io/netif.h allows any count; Linux netback offers up to
             // 8 by default. More queues than this only cost memory here.
             "max-queues" => number(value, 1..=8).map(|queues| options.max_queues = queues as u32),
+            "uplink" => Bdf::parse(value)
+                .map(|address| options.uplink = Some(address))
+                .map_err(OptionError::Address),
             _ => continue,
         };
         if let Err(error) = result {
@@ -106,7 +118,8 @@ mod tests {
 
     #[test]
     fn reads_every_setting() {
-        let (options, refused) = parse("statistics-ms=2000 attach-hold-ms=0 max-queues=1");
+        let (options, refused) =
+            parse("statistics-ms=2000 attach-hold-ms=0 max-queues=1 uplink=0000:00:10.0");
         assert!(refused.is_empty());
         assert_eq!(
             options,
@@ -114,6 +127,12 @@ mod tests {
                 statistics_interval_ns: 2_000_000_000,
                 attach_hold_ns: 0,
                 max_queues: 1,
+                uplink: Some(Bdf {
+                    segment: 0,
+                    bus: 0,
+                    device: 0x10,
+                    function: 0
+                }),
             }
         );
     }
@@ -122,7 +141,7 @@ mod tests {
     fn refuses_bad_values_and_keeps_the_default() {
         let (options, refused) = parse(
             "statistics-ms=10 statistics-ms=abc attach-hold-ms=-1 max-queues=0 max-queues=9 \
-             attach-hold-ms=99999999999999",
+             attach-hold-ms=99999999999999 uplink=00:10 uplink=0000:00:20.0",
         );
         assert_eq!(options, Options::default());
         let reasons: Vec<OptionError> = refused.iter().map(|(_, reason)| *reason).collect();
@@ -135,6 +154,8 @@ mod tests {
                 OptionError::OutOfRange,
                 OptionError::OutOfRange,
                 OptionError::NotANumber,
+                OptionError::Address(BdfError::Syntax),
+                OptionError::Address(BdfError::OutOfRange),
             ]
         );
         assert_eq!(refused[0].0, "statistics-ms=10");
