@@ -156,9 +156,15 @@ fn exchange_region() -> Result<DmaRegion, i64> {
             val: pfn,
         });
     }
+    // From here on a failure leaks the range: it never goes back to the
+    // heap, so its pfns keep the new frames (the p2m above is right for
+    // them) and nothing else will map or hand out those pages.
     // SAFETY: m2p updates of frames that are ours, pointing at their pfns.
     if let Err((rc, done)) = unsafe { mm::mmu_update(&updates) } {
-        log::warn!("pci: m2p update after exchange failed: {rc} ({done} done)");
+        // A frame whose m2p entry is stale would translate back to the
+        // wrong pfn; such a range is not used.
+        log::error!("pci: m2p update after exchange failed: {rc} ({done} of {pages} done)");
+        return Err(rc);
     }
     for index in 0..pages {
         let rc = map_page(page_address(index), new_mfn + index as u64);

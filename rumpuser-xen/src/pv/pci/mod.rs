@@ -39,14 +39,15 @@ const POLL_INTERVAL_NS: u64 = 1_000_000;
 /// How often every device's driver gets a chance to check its health.
 const HEALTH_INTERVAL_NS: u64 = 1_000_000_000;
 
-/// Devices open, and how many of them have no interrupt routed.
+/// Devices open (by host address), and how many of them have no
+/// interrupt routed.
 struct OpenDevices {
-    open: usize,
+    open: Vec<pcidev::Bdf>,
     without_interrupts: usize,
 }
 
 static OPEN_DEVICES: Global<OpenDevices> = Global::new(OpenDevices {
-    open: 0,
+    open: Vec::new(),
     without_interrupts: 0,
 });
 
@@ -57,7 +58,7 @@ pub fn poll_interval_ns() -> Option<u64> {
     let devices = OPEN_DEVICES.borrow();
     if devices.without_interrupts > 0 {
         Some(POLL_INTERVAL_NS)
-    } else if devices.open > 0 {
+    } else if !devices.open.is_empty() {
         Some(HEALTH_INTERVAL_NS)
     } else {
         None
@@ -87,6 +88,8 @@ pub enum OpenError {
     NotAssigned,
     /// the function does not answer config space reads
     DeviceGone,
+    /// the function is open already (two drivers must not share it)
+    AlreadyOpen,
 }
 
 impl fmt::Display for OpenError {
@@ -97,6 +100,7 @@ impl fmt::Display for OpenError {
                 f.write_str("the function is not among those passed to this domain")
             }
             Self::DeviceGone => f.write_str("the function does not answer config space reads"),
+            Self::AlreadyOpen => f.write_str("the function is open already"),
         }
     }
 }
@@ -146,6 +150,10 @@ pub fn open(host: pcidev::Bdf) -> Result<PciDevice, OpenError> {
         .find(|device| device.host == host)
         .or_else(|| devices.iter().find(|device| device.virtual_address == host))
         .ok_or(OpenError::NotAssigned)?;
+    // By host address, whichever address the caller named it by.
+    if OPEN_DEVICES.borrow().open.contains(&device.host) {
+        return Err(OpenError::AlreadyOpen);
+    }
     let mut device = PciDevice {
         host: device.host,
         target: OpTarget::from(device.virtual_address),
@@ -155,7 +163,7 @@ pub fn open(host: pcidev::Bdf) -> Result<PciDevice, OpenError> {
     };
     {
         let mut devices = OPEN_DEVICES.borrow_mut();
-        devices.open += 1;
+        devices.open.push(device.host);
         devices.without_interrupts += 1;
     }
     let ids = device
@@ -190,8 +198,12 @@ impl PciDevice {
         self.vectors.as_ref().map(|vectors| vectors.mode)
     }
 
-    /// Sizes every BAR (pciback emulates the all-ones write) and maps the
-    /// memory ones. A BAR that cannot be mapped stays `NoSuchBar`.
+    /// Sizes every BAR and maps the memory ones. A BAR that cannot be
+    /// mapped stays `NoSuchBar`. Memory decode stays on while sizing:
+    /// pciback answers the all-ones write from its own copy of the BAR and
+    /// never writes it to the device, so the device never decodes at a
+    /// bogus address (turning decode off would make pciback disable the
+    /// device in dom0).
     fn map_bars(&mut self) {
         let mut index = 0u8;
         while index < 6 {
@@ -200,7 +212,12 @@ impl PciDevice {
                 return;
             };
             let kind = pci::bar_kind(low);
-            let wide = kind == pci::BarKind::Memory64 && index < 5;
+            if kind == pci::BarKind::Memory64 && index == 5 {
+                // Its upper half would be past the last BAR register.
+                log::warn!("pci: {} BAR 5 says it is 64 bits wide; ignored", self.host);
+                return;
+            }
+            let wide = kind == pci::BarKind::Memory64;
             let sized = |device: &mut Self, register: u16, value: u32| -> Option<u32> {
                 device.config_write32(register, u32::MAX).ok()?;
                 let sized = device.config_read32(register).ok();
@@ -300,7 +317,7 @@ impl Drop for PciDevice {
     fn drop(&mut self) {
         self.disable_interrupts();
         let mut devices = OPEN_DEVICES.borrow_mut();
-        devices.open -= 1;
+        devices.open.retain(|open| *open != self.host);
         devices.without_interrupts -= 1;
     }
 }
