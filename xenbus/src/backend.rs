@@ -138,6 +138,7 @@ use crate::platform::{DomId, TxId, Xenstore, XsError};
 use crate::state::XenbusState;
 use crate::value::{self, ValueError};
 
+pub mod hold;
 pub mod retire;
 
 /// How often a transaction is retried when xenstored answers `EAGAIN`.

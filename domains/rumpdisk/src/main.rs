@@ -15,8 +15,6 @@ extern crate alloc;
 mod devices;
 mod disks;
 #[cfg_attr(not(target_os = "none"), allow(dead_code))]
-mod gate;
-
 #[cfg(target_os = "none")]
 mod domain {
     use alloc::vec::Vec;
@@ -26,7 +24,7 @@ mod domain {
     use xenbus::backend::retire::{Outcome, Retirements};
 
     use crate::disks;
-    use crate::gate::{AttachGate, Verdict, DEFAULT_HOLD_NS};
+    use xenbus::backend::hold::{AttachHold, Verdict, DEFAULT_HOLD_NS};
 
     rumpuser_xen::entry!(main);
 
@@ -90,7 +88,7 @@ mod domain {
             .map_or(DEFAULT_HOLD_NS, |milliseconds| {
                 milliseconds.saturating_mul(1_000_000)
             });
-        let mut gate = AttachGate::new(hold_ns);
+        let mut hold = AttachHold::new(hold_ns);
         // What `xl devd` does in a Linux driver domain: remove the
         // directory of a vbd the toolstack detached, once it is closed and
         // libxl has had time to read Closed.
@@ -122,7 +120,7 @@ mod domain {
                 }
             }
             wakeups.clear();
-            let deadline = [gate.deadline(), retirements.deadline()]
+            let deadline = [hold.deadline_ns(), retirements.deadline()]
                 .into_iter()
                 .flatten()
                 .min();
@@ -136,24 +134,19 @@ mod domain {
                             &event.path,
                             pv::time::monotonic_ns(),
                         );
-                        let verdict = gate.admit(
+                        let verdict = hold.admit(
                             pv::time::monotonic_ns(),
+                            backend.directory(),
                             &event.path,
                             &event.token,
-                            backend.backend_root(),
-                            |frontend, devid| backend.vbd(frontend, devid).is_some(),
+                            |vbd| backend.vbd(vbd.frontend_id, vbd.devid).is_some(),
                         );
                         if verdict == Verdict::Deliver {
                             backend.on_watch(&mut platform, &event.path, &event.token);
                         }
                     }
                     Wakeup::Port(port) => backend.on_event(&mut platform, port),
-                    Wakeup::Timer => {
-                        watched = true;
-                        for (path, token) in gate.release(pv::time::monotonic_ns()) {
-                            backend.on_watch(&mut platform, &path, &token);
-                        }
-                    }
+                    Wakeup::Timer => {}
                     Wakeup::Shutdown(request) => {
                         log::info!(
                             "rumpdisk: shutdown requested ({request:?}) with {} vbd(s) known",
@@ -168,6 +161,12 @@ mod domain {
                 }
             }
             let now = pv::time::monotonic_ns();
+            // Whatever woke the loop: a busy ring must not keep held
+            // events waiting past their time.
+            while let Some((path, token)) = hold.due(now) {
+                watched = true;
+                backend.on_watch(&mut platform, &path, &token);
+            }
             for (vbd, outcome) in retirements.retire(&mut platform, backend.directory(), now) {
                 let path = backend.directory().device_path(vbd);
                 match outcome {

@@ -19,8 +19,6 @@ extern crate alloc;
 
 #[cfg(test)]
 mod detach;
-#[cfg_attr(not(target_os = "none"), allow(dead_code))]
-mod hold;
 mod options;
 #[cfg_attr(not(target_os = "none"), allow(dead_code))]
 mod report;
@@ -36,9 +34,9 @@ mod domain {
     use netback::{Config, DeviceAddress, Netback};
     use pcidev::Bdf;
     use rumpuser_xen::pv::{self, pci, Platform, ShutdownRequest, Wakeup};
+    use xenbus::backend::hold::{AttachHold, Verdict};
     use xenbus::backend::retire::{self, Outcome, Retirements};
 
-    use crate::hold::{self, AttachHold};
     use crate::options;
     use crate::report::VifLog;
     use crate::uplink::{Mac, Uplink};
@@ -144,15 +142,15 @@ mod domain {
                         let now = pv::time::monotonic_ns();
                         retirements.touch(netback.directory(), &event.path, now);
                         let known = known_vifs(&netback);
-                        let discovery =
-                            hold::vif_of(&event.path).is_some_and(|vif| !known.contains(&key(vif)));
-                        if discovery || !hold.must_defer(now) {
+                        let verdict = hold.admit(
+                            now,
+                            netback.directory(),
+                            &event.path,
+                            &event.token,
+                            |vif| known.contains(&key(vif)),
+                        );
+                        if verdict == Verdict::Deliver {
                             netback.on_watch(&mut platform, &event.path, &event.token);
-                            if known_vifs(&netback).difference(&known).next().is_some() {
-                                hold.found(now);
-                            }
-                        } else {
-                            hold.defer(&event.path, &event.token);
                         }
                     }
                     Wakeup::Timer => {}
@@ -187,7 +185,7 @@ mod domain {
             for vif in retirements.due(now) {
                 // A vif whose events are still deferred may not have seen
                 // the toolstack's word yet: look again later.
-                if hold.must_defer(now) && known_vifs(&netback).contains(&key(vif)) {
+                if hold.is_holding(now) && known_vifs(&netback).contains(&key(vif)) {
                     retirements.touch_device(vif, now);
                     continue;
                 }

@@ -8,7 +8,7 @@ use core::fmt;
 
 use pcidev::{Bdf, BdfError};
 
-use crate::hold::DEFAULT_HOLD_NS;
+use xenbus::backend::hold::DEFAULT_HOLD_NS;
 
 /// Settings of the rumpnet domain.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
