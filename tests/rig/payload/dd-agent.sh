@@ -3,6 +3,7 @@
 # driver_domain=1 booted from the rig's root filesystem). It serves:
 #   block: /dev/ram0 and /dev/ram1 (brd, 64 MiB each) via kernel blkback;
 #   net:   vifs on bridge ddbr0 via kernel netback;
+#   and, when a PCI device is passed through to it, /dev/nvme0n1;
 # with `xl devd` running the hotplug scripts, as a driver domain should.
 # dom0 talks to it through xenstore: it writes data/ready once xl devd runs,
 # and answers data/request ("<id> <command>") in data/reply ("<id> <answer>").
@@ -20,6 +21,21 @@ ip link set ddbr0 up
 ip addr add "$DD_BRIDGE_ADDRESS" dev ddbr0
 xl -v devd -F -p /run/xldevd.pid > /var/log/xen/xldevd.log 2>&1 &
 sleep 1
+# A PCI device passed through (xl's pci=, as the bench does with the
+# rig's NVMe controller) arrives by pcifront; with no udev, the drivers are
+# loaded here. data/nvme names the namespace's block device, or says why
+# there is none, before data/ready is written.
+if xenstore-read device/pci/0/backend-id >/dev/null 2>&1; then
+  modprobe -a xen-pcifront nvme
+  for _ in $(seq 1 240); do [ -b /dev/nvme0n1 ] && break; sleep 0.5; done
+  if [ -b /dev/nvme0n1 ]; then
+    xenstore-write data/nvme nvme0n1
+    log "dd: NVMe namespace /dev/nvme0n1, $(cat /sys/block/nvme0n1/size) sectors; $(grep -c nvme /proc/interrupts) nvme interrupt line(s)"
+  else
+    xenstore-write data/nvme "missing: $(dmesg | grep -iE 'nvme|pcifront|swiotlb' | tail -3 | tr '\n' ' ')"
+    log "dd: no /dev/nvme0n1 after 120 s:"; dmesg | grep -iE 'nvme|pci|swiotlb' | tail -20
+  fi
+fi
 xenstore-write data/ready 1
 log "dd: domid $(xenstore-read domid), xl devd running, ram disks: $(ls /dev/ram* | tr '\n' ' ')"
 
@@ -34,6 +50,9 @@ answer() { # command -> one line
       echo "ports: $(bridge link show 2>&1 | awk '{for (i = 1; i <= NF; i++) if ($i == "state") s = $(i+1); print $2 s}' | tr '\n' ' ')" \
         "fdb: $(bridge fdb show br ddbr0 2>&1 | grep -v permanent | awk '{print $1 "@" $3}' | tr '\n' ' ')" \
         "vifs: $(ip -o link show 2>&1 | awk -F': ' '$2 ~ /^vif/ {print $2}' | cut -d@ -f1 | tr '\n' ' ')" ;;
+    nvme) # how the NVMe namespace is driven: interrupts taken per queue, DMA bouncing
+      echo "interrupts: $(awk '/nvme/ {print $NF ":" $2}' /proc/interrupts | tr '\n' ' ')" \
+        "dma: $(dmesg | grep -m1 -iE 'swiotlb|software IO TLB' | sed 's/^\[[^]]*\] *//')" ;;
     memused) # MiB in use: MemTotal - MemAvailable (RAM disk pages included)
       awk '/^MemTotal:/ {t = $2} /^MemAvailable:/ {a = $2} END {printf "%.1f", (t - a) / 1024}' /proc/meminfo ;;
     logs)

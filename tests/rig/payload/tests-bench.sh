@@ -1,11 +1,15 @@
 # Measurements for `cargo xtask bench`: the same workloads against the
 # Linux driver domain dd and against our domains (when their images exist).
 # Lines "RIG-BENCH backend=B metric=M value=V" are collected by xtask; this
-# test passes when the Linux baseline was measured completely.
+# test passes when the Linux baseline was measured completely (RAM disk,
+# network and NVMe).
 
+# BENCH_KEY_PREFIX goes before every metric name: "nvme_" while the disk
+# under test is the NVMe controller instead of a RAM disk.
+BENCH_KEY_PREFIX=
 bench_emit() {
-  echo "RIG-BENCH backend=$1 metric=$2 value=$3"
-  if [ "$1" = linux-dd ] && [ -n "$3" ]; then echo "$2" >> /tmp/bench-metrics; fi
+  echo "RIG-BENCH backend=$1 metric=$BENCH_KEY_PREFIX$2 value=$3"
+  if [ "$1" = linux-dd ] && [ -n "$3" ]; then echo "$BENCH_KEY_PREFIX$2" >> /tmp/bench-metrics; fi
 }
 
 # bench_fio_results BACKEND GUEST: turn the guest's DOMU-BENCH lines into
@@ -106,6 +110,74 @@ bench_net() {
   destroy_domain bench-server
 }
 
+# The NVMe phase: the rig's NVMe controller (NVME_ADDRESS, see
+# tests-rumpdisk-nvme.sh) passed through to each driver domain in turn, with
+# the same guest workloads as the RAM disks. The controller belongs to one
+# domain at a time: dd has it first, and when dd is destroyed it returns to
+# pciback for rumpdisk. Both serve namespace 1 whole (64 MiB).
+
+bench_nvme_assignable() {
+  modprobe xen-pciback 2>/dev/null
+  xl pci-assignable-list | grep -q "$NVME_ADDRESS" && return 0
+  xl pci-assignable-add "$NVME_ADDRESS" || { log "bench: xl pci-assignable-add $NVME_ADDRESS failed"; return 1; }
+}
+
+# start_linux_dd_nvme: dd as the Linux baseline boots it (ensure_linux_dd's
+# /tmp/dd.cfg) plus the controller; dd-agent.sh loads pcifront and nvme
+# and reports /dev/nvme0n1 in data/nvme before data/ready.
+start_linux_dd_nvme() {
+  destroy_domain dd
+  [ -f /tmp/dd.cfg ] || { log "bench: no /tmp/dd.cfg (the Linux baseline did not start dd)"; return 1; }
+  bench_nvme_assignable || return 1
+  { grep -v '^pci[[:space:]]*=' /tmp/dd.cfg; echo "pci = [ '$NVME_ADDRESS' ]"; } > /tmp/dd-nvme.cfg
+  rm -f "$(console_log dd)"
+  if ! timeout 300 xl create /tmp/dd-nvme.cfg > /tmp/dd-nvme.create.log 2>&1; then
+    cat /tmp/dd-nvme.create.log; return 1
+  fi
+  DD_ID=$(xl domid dd)
+  if ! wait_for 300 xs_exists "/local/domain/$DD_ID/data/ready"; then
+    log "bench: dd with the NVMe controller did not report ready within 300 s"; dump_console dd 60; return 1
+  fi
+  local nvme
+  nvme=$(xenstore-read "/local/domain/$DD_ID/data/nvme" 2>/dev/null)
+  [ "$nvme" = nvme0n1 ] || { log "bench: dd has no NVMe namespace: $nvme"; dump_console dd 40; return 1; }
+  log "bench: $(grep -a -m1 'dd: NVMe' "$(console_log dd)" | tr -d '\r')"
+}
+
+# start_rumpdisk_nvme: rumpdisk from xl-configs/rumpdisk-nvme.cfg, ready
+# once nvme0 is up and the domain serves.
+start_rumpdisk_nvme() {
+  destroy_domain rumpdisk
+  bench_nvme_assignable || return 1
+  sed -E 's|^[[:space:]]*kernel[[:space:]]*=.*|kernel = "/rig/domains/rumpdisk"|' \
+    /rig/xl-configs/rumpdisk-nvme.cfg > /tmp/bench-rumpdisk-nvme.cfg
+  rm -f "$(console_log rumpdisk)"
+  if ! xl create /tmp/bench-rumpdisk-nvme.cfg > /tmp/bench-rumpdisk-nvme.create.log 2>&1; then
+    cat /tmp/bench-rumpdisk-nvme.create.log; return 1
+  fi
+  if ! wait_for 180 console_has rumpdisk 'rumpdisk: serving, watching'; then
+    log "bench: rumpdisk with nvme0 not serving within 180 s"; dump_console rumpdisk 40; return 1
+  fi
+  console_has rumpdisk 'NVMe disk nvme0 ready' || { log "bench: rumpdisk serves without nvme0"; dump_console rumpdisk 40; return 1; }
+}
+
+bench_nvme() {
+  BENCH_KEY_PREFIX=nvme_
+  # After each workload, how the controller was driven (interrupts, DMA).
+  if bench_disk linux-dd start_linux_dd_nvme 'backend=dd,format=raw,vdev=xvdb,access=rw,target=/dev/nvme0n1' dd; then
+    log "bench: dd's NVMe after the workload: $(dd_ask nvme)"
+  fi
+  destroy_domain dd
+  if [ -f /rig/domains/rumpdisk ] &&
+    bench_disk rumpdisk start_rumpdisk_nvme 'backend=rumpdisk,format=raw,vdev=xvdb,access=rw,target=nvme0' rumpdisk; then
+    log "bench: rumpdisk's NVMe after the workload: $(grep -a 'nvme0' "$(console_log rumpdisk)" | tail -3 | tr -d '\r' | tr '\n' ' ')"
+  fi
+  # Later tests of the boot expect the RAM-disk rumpdisk of rumpdisk.cfg,
+  # which ensure_our_domain starts afresh once this one is gone.
+  destroy_domain rumpdisk
+  BENCH_KEY_PREFIX=
+}
+
 start_rumpdisk() { OUR_FAILED_rumpdisk=; ensure_our_domain rumpdisk || { log "bench: $OUR_PROBLEM"; return 1; }; }
 start_rumpnet() { OUR_FAILED_rumpnet=; ensure_our_domain rumpnet || { log "bench: $OUR_PROBLEM"; return 1; }; }
 
@@ -125,9 +197,11 @@ test_bench() {
   else
     log "bench: rumpnet image not built"
   fi
+  bench_nvme
   # The verdict: the Linux baseline is complete.
   local missing= metric
-  for metric in randread_4k_qd32_iops randwrite_4k_qd32_iops seqread_1m_mib_s seqwrite_1m_verify_mib_s create_to_connected_s iperf3_tcp_mbit_s ping_rtt_ms create_to_vif_connected_s; do
+  for metric in randread_4k_qd32_iops randwrite_4k_qd32_iops seqread_1m_mib_s seqwrite_1m_verify_mib_s create_to_connected_s iperf3_tcp_mbit_s ping_rtt_ms create_to_vif_connected_s \
+      nvme_randread_4k_qd32_iops nvme_randwrite_4k_qd32_iops nvme_seqread_1m_mib_s nvme_seqwrite_1m_verify_mib_s nvme_create_to_connected_s; do
     grep -q "^$metric$" /tmp/bench-metrics 2>/dev/null || missing="$missing $metric"
   done
   if [ -n "$missing" ]; then fail "$1" "baseline" "Linux driver domain metrics missing:$missing"
