@@ -19,6 +19,7 @@ mod hypercall;
 pub mod memory;
 pub mod mm;
 pub mod pci;
+pub mod rump_pci;
 pub mod rumpuser_host;
 pub mod sched;
 pub mod shutdown;

@@ -95,6 +95,13 @@ fn take_unpark(key: ThreadKey) -> bool {
     }
 }
 
+/// Whether `key` should return from `park`: it was unparked, or it is the
+/// rump PCI interrupt thread and a device interrupt fired (nobody unparks
+/// that thread: an interrupt is an event on a port, seen only by looking).
+fn woken(key: ThreadKey) -> bool {
+    take_unpark(key) || super::rump_pci::interrupt_arrived(key)
+}
+
 fn shared_info_word(offset: usize) -> u32 {
     let address = super::events::shared_info_address() + offset;
     // SAFETY: an aligned 32-bit field of the shared info page, which is
@@ -194,13 +201,13 @@ unsafe impl Host for XenHost {
             || deadline_ns.is_some_and(|deadline| time::monotonic_ns() >= deadline);
         let mut woken = false;
         let_unparked_threads_run(me, || {
-            woken = take_unpark(me);
+            woken = self::woken(me);
             woken || deadline_passed()
         });
         if woken || deadline_passed() {
             return;
         }
-        sched::wait_until(deadline_ns, || take_unpark(me));
+        sched::wait_until(deadline_ns, || self::woken(me));
     }
 
     fn unpark(&self, thread: ThreadKey) {

@@ -30,7 +30,7 @@ use super::abi::{
 };
 use super::host::ThreadKey;
 use super::state::{
-    backend_schedule, backend_unschedule, host, park_until_woken, WaitQueue, STATE,
+    backend_schedule, backend_unschedule, bind_new_lwp, host, park_until_woken, WaitQueue, STATE,
 };
 
 /// Why a block device could not do what was asked.
@@ -386,24 +386,7 @@ unsafe fn perform(bio: &Bio) -> (usize, c_int) {
 fn io_thread() -> ! {
     let host = host();
     let me = host.current();
-    let hyperup = STATE.with(|state| state.hyperup);
-    if let Some(hyperup) = hyperup {
-        if let (Some(schedule), Some(newlwp), Some(unschedule)) = (
-            hyperup.hyp_schedule,
-            hyperup.hyp_lwproc_newlwp,
-            hyperup.hyp_unschedule,
-        ) {
-            // SAFETY: the rump kernel's upcalls, called as its own I/O
-            // threads do: take a context, make an lwp of process 0 for
-            // this thread, release the context.
-            unsafe {
-                schedule();
-                let error = newlwp(0);
-                assert!(error == 0, "rumpuser: no lwp for the I/O thread ({error})");
-                unschedule();
-            }
-        }
-    }
+    bind_new_lwp("the I/O thread");
     loop {
         let next = STATE.with(|state| match state.block.queue.pop_front() {
             Some(bio) => Ok(bio),

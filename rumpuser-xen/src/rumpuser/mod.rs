@@ -28,6 +28,7 @@ pub mod block;
 mod console;
 pub mod host;
 mod memory;
+pub mod pci;
 pub mod random;
 mod state;
 pub mod sync;
@@ -50,6 +51,7 @@ pub use thread::thread_errno;
 
 pub use console::rumpuser_putchar;
 pub use memory::{rumpuser_anonmmap, rumpuser_free, rumpuser_malloc, rumpuser_unmap};
+pub use pci::{install_pci_host, PciHost};
 
 unsafe extern "C" {
     /// `rumpuser_dprintf(format, ...)`: printf to the console. Defined in
@@ -59,7 +61,8 @@ unsafe extern "C" {
 }
 
 /// Makes `host` the machine the layer runs on and forgets all state of an
-/// earlier host (upcalls, threads, open files, registered devices). On Xen
+/// earlier host (upcalls, threads, open files, registered devices, the PCI
+/// host and what the PCI hypercalls kept). On Xen
 /// the PV host is installed on first use; the conformance tests call this
 /// for each scenario.
 pub fn install_host(host: &'static dyn Host) {
@@ -70,6 +73,7 @@ pub fn install_host(host: &'static dyn Host) {
         state.random = None;
         state.block = block::BlockState::new();
     });
+    pci::forget();
 }
 
 /// `rumpuser_init`: checks that the rump kernel expects interface version

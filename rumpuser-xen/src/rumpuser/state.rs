@@ -233,3 +233,29 @@ pub(crate) fn backend_schedule(nlocks: c_int, interlock: *mut c_void) {
         unsafe { upcall(nlocks, interlock) };
     }
 }
+
+/// Gives the calling thread, one the layer started for itself (the block
+/// I/O thread, the PCI interrupt thread), an lwp of its own, as the rump
+/// kernel's own service threads get theirs: take a context, make an lwp of
+/// process 0 for this thread, release the context. Without a rump kernel
+/// (`rumpuser_init` not called) there is nothing to bind.
+pub(crate) fn bind_new_lwp(thread: &str) {
+    let Some(hyperup) = STATE.with(|state| state.hyperup) else {
+        return;
+    };
+    if let (Some(schedule), Some(newlwp), Some(unschedule)) = (
+        hyperup.hyp_schedule,
+        hyperup.hyp_lwproc_newlwp,
+        hyperup.hyp_unschedule,
+    ) {
+        // SAFETY: the rump kernel's upcalls, called in the order its own
+        // service threads use them, from a thread holding no CPU; no state
+        // borrow is live.
+        unsafe {
+            schedule();
+            let error = newlwp(0);
+            assert!(error == 0, "rumpuser: no lwp for {thread} ({error})");
+            unschedule();
+        }
+    }
+}

@@ -13,6 +13,8 @@
 
 #![allow(dead_code)]
 
+pub mod pci;
+
 use std::collections::{HashMap, VecDeque};
 use std::ffi::{c_char, c_int, c_long, c_void, CString};
 use std::ptr;
