@@ -7,6 +7,10 @@
 //! `yield_now`/`wait_until`, which this host calls only from
 //! [`XenHost::park`] and [`XenHost::exit_thread`]: that is the
 //! one-thread-at-a-time contract the `Host` trait asks for.
+//!
+//! A parked thread returns when it is unparked or, for the rump PCI
+//! interrupt thread, when a device interrupt fired: nothing unparks that
+//! one, so `park` asks [`super::rump_pci`] whether an interrupt is there.
 
 use alloc::boxed::Box;
 use alloc::string::{String, ToString};

@@ -495,7 +495,7 @@ pub unsafe extern "C" fn rumpcomp_pci_irq_establish(
         state.interrupt_thread.is_none()
     });
     if start_thread {
-        match host().spawn("rumpuser-pci-intr", Box::new(|| interrupt_thread())) {
+        match host().spawn("rumpuser-pci-intr", Box::new(move || interrupt_thread(pci))) {
             Ok(thread) => {
                 PCI.with(|state| state.interrupt_thread = Some(thread));
                 pci.watch_interrupts(thread);
@@ -521,15 +521,11 @@ fn take_fired(pci: &dyn PciHost) -> Vec<InterruptId> {
 /// taken for the batch, each handler of a fired interrupt in the order
 /// established; then the interrupts are unmasked, once their handlers have
 /// quietened the devices (a level-triggered line would fire again at once
-/// otherwise).
-fn interrupt_thread() -> ! {
+/// otherwise). `pci` is the host that was asked to wake this thread.
+fn interrupt_thread(pci: &'static dyn PciHost) -> ! {
     let host = host();
     bind_new_lwp("the PCI interrupt thread");
     loop {
-        let Some(pci) = PCI.with(|state| state.host) else {
-            host.park(None);
-            continue;
-        };
         let fired = take_fired(pci);
         if fired.is_empty() {
             host.park(None);
