@@ -72,6 +72,17 @@ impl PciFunction {
     }
 }
 
+/// `bus:device.function`, in hexadecimal as `pcictl` and `lspci` print it.
+impl core::fmt::Display for PciFunction {
+    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+        write!(
+            f,
+            "{:02x}:{:02x}.{:x}",
+            self.bus, self.device, self.function
+        )
+    }
+}
+
 /// Identifies an interrupt a [`PciHost`] bound, in its own numbering.
 pub type InterruptId = usize;
 
@@ -95,6 +106,17 @@ pub enum PciHostError {
     OutOfMemory,
     /// the host cannot do this at all
     Unsupported,
+}
+
+impl core::fmt::Display for PciHostError {
+    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+        f.write_str(match self {
+            Self::NoSuchFunction => "no such PCI function is passed to this machine",
+            Self::Refused => "the hypervisor or the device's owner refused the request",
+            Self::OutOfMemory => "no memory or address space is left for the request",
+            Self::Unsupported => "the host cannot do this at all",
+        })
+    }
 }
 
 impl PciHostError {
@@ -410,7 +432,7 @@ pub extern "C" fn rumpcomp_pci_map(addr: c_ulong, len: c_ulong) -> *mut c_void {
         Err(error) => {
             host().console_write(
                 alloc::format!(
-                    "rumpcomp_pci_map: cannot map {length:#x} bytes at {machine_address:#x}: {error:?}\n"
+                    "rumpcomp_pci_map: cannot map {length:#x} bytes at {machine_address:#x}: {error}\n"
                 )
                 .as_bytes(),
             );
@@ -476,7 +498,7 @@ pub unsafe extern "C" fn rumpcomp_pci_irq_establish(
             Err(error) => {
                 host().console_write(
                     alloc::format!(
-                        "rumpcomp_pci_irq_establish: cannot bind line {line} of {function:?}: {error:?}\n"
+                        "rumpcomp_pci_irq_establish: cannot bind line {line} of {function}: {error}\n"
                     )
                     .as_bytes(),
                 );
