@@ -15,7 +15,7 @@
 //!   bound shared (INTx) with [`super::pci::irq`]. The pirq's port fires
 //!   into the platform's event collection; the PCI interrupt thread of
 //!   `crate::rumpuser::pci` parks through [`super::rumpuser_host`], whose
-//!   park asks [`interrupt_arrived`] and so collects pending ports itself
+//!   park asks `interrupt_arrived` and so collects pending ports itself
 //!   and hands them to [`super::pci::note_event`]. That thread thereby
 //!   becomes a collector of the domain's event channels: a port that is
 //!   not a device interrupt, collected there, is masked and lost to

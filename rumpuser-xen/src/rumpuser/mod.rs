@@ -9,6 +9,9 @@
 //! (`pv::rumpuser_host`, installed on first use), in the conformance tests
 //! (`tests/rumpuser_*.rs`) std threads run one at a time.
 //!
+//! The PCI hypercalls NetBSD's `librumpdev_pci` links against
+//! (`rumpcomp_pci_*`) are in [`pci`], over a [`PciHost`] of their own.
+//!
 //! The one rule every blocking hypercall follows (rumpuser(3), "Upcalls
 //! and rump kernel context"): a thread about to block gives its rump
 //! kernel CPU back with `hyp_backend_unschedule` and takes one again with

@@ -8,7 +8,7 @@
 //! the better of the two.
 //!
 //! The key is seeded in `rumpuser_init` from everything the host offers
-//! ([`Host::seed_material`](super::host::Host::seed_material)) plus, if
+//! ([`Host::seed_material`]) plus, if
 //! present, four hardware words. Seed material is folded into the key 32
 //! bytes at a time: XOR into the key, then replace the key with the first
 //! half of a ChaCha20 block under it. Without a hardware generator the
