@@ -124,6 +124,13 @@ pub const RUMPNET: &[Test] = &[
     ),
 ];
 
+/// The rumpuser(3) hypercalls on real Xen: `target/domains/rumpuser-smoke`
+/// (`tests/rumpuser-smoke`) plays a rump kernel against the Xen host.
+pub const RUMPUSER: &[Test] = &[test(
+    "rumpuser-xen",
+    "a test image calls every group of rumpuser(3) hypercalls on Xen; every check passes",
+)];
+
 /// Measurements, not assertions: see `cargo xtask bench`.
 pub const BENCH: &[Test] = &[test(
     "bench",
@@ -142,6 +149,7 @@ pub const GROUPS: &[(&str, &[&[Test]])] = &[
     ("rumpnet", &[RUMPNET]),
     ("nvme", &[RUMPDISK_NVME]),
     ("ours", &[RUMPDISK_BOOT, RUMPDISK, RUMPNET]),
+    ("rumpuser", &[RUMPUSER]),
     ("all", ALL),
 ];
 
@@ -155,6 +163,7 @@ const ALL: &[&[Test]] = &[
     RUMPDISK,
     RUMPDISK_NVME,
     RUMPNET,
+    RUMPUSER,
 ];
 
 fn all_tests() -> impl Iterator<Item = &'static Test> {

@@ -6,12 +6,14 @@
 //! symbol table stays, for crash reports and `xenctx`). The unstripped ELF
 //! stays in `target/x86_64-unknown-none/release/` for `addr2line`. Link settings (entry point, linker script)
 //! belong to the domain crates and `rumpuser-xen`, not to this task.
+//! Test images (`rig::TEST_IMAGES`, such as `tests/rumpuser-smoke`) are
+//! built and placed the same way, for the rig tests that boot them.
 
 use std::fs;
 use std::path::Path;
 use std::process::Command;
 
-use crate::rig::DOMAIN_IMAGES;
+use crate::rig::{DOMAIN_IMAGES, TEST_IMAGES};
 
 const TARGET: &str = "x86_64-unknown-none";
 
@@ -21,7 +23,7 @@ pub fn build(root: &Path) -> Result<(), String> {
     command
         .current_dir(root)
         .args(["build", "--release", "--target", TARGET]);
-    for name in DOMAIN_IMAGES {
+    for name in DOMAIN_IMAGES.iter().chain(TEST_IMAGES) {
         command.args(["-p", name]);
     }
     let status = command
@@ -32,7 +34,7 @@ pub fn build(root: &Path) -> Result<(), String> {
     }
     let destination = root.join("target/domains");
     fs::create_dir_all(&destination).map_err(|e| format!("{}: {e}", destination.display()))?;
-    for name in DOMAIN_IMAGES {
+    for name in DOMAIN_IMAGES.iter().chain(TEST_IMAGES) {
         let built = root.join("target").join(TARGET).join("release").join(name);
         let bytes = fs::read(&built).map_err(|e| format!("{}: {e}", built.display()))?;
         check_xen_pv_image(&bytes).map_err(|problem| format!("{}: {problem}", built.display()))?;

@@ -26,6 +26,9 @@ const PANIC_GRACE: Duration = Duration::from_secs(5);
 
 /// The domains' images and configs other parts of the workspace provide.
 pub const DOMAIN_IMAGES: &[&str] = &["rumpdisk", "rumpnet"];
+/// Test images built and shipped like the domains (to `target/domains/`
+/// and the payload's `domains/`), but booted only by their rig tests.
+pub const TEST_IMAGES: &[&str] = &["rumpuser-smoke"];
 
 /// Where things live.
 pub struct Rig {
@@ -167,7 +170,7 @@ impl Rig {
         for file in ["vmlinux", "initramfs.cpio.gz"] {
             copy(&self.cache.join(file), &tree.join(file))?;
         }
-        for image in DOMAIN_IMAGES {
+        for image in DOMAIN_IMAGES.iter().chain(TEST_IMAGES) {
             let built = self.root.join("target/domains").join(image);
             if built.is_file() {
                 copy(&built, &tree.join("domains").join(image))?;

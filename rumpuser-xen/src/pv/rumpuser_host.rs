@@ -4,9 +4,11 @@
 //! and xenstore. `crate::rumpuser` installs it on first use.
 //!
 //! The domain has one vCPU and [`super::sched`] switches threads only in
-//! `yield_now`/`wait_until`, which this host calls only from
-//! [`XenHost::park`] and [`XenHost::exit_thread`]: that is the
-//! one-thread-at-a-time contract the `Host` trait asks for.
+//! `wait_until`/`exit`, which this host calls only from [`XenHost::park`]
+//! and [`XenHost::exit_thread`]: that is the one-thread-at-a-time contract
+//! the `Host` trait asks for. [`XenHost::unpark`] sets the thread's flag
+//! and makes it runnable in the scheduler ([`sched::wake`]), so the woken
+//! thread runs even when every other thread waits.
 //!
 //! A parked thread returns when it is unparked or, for the rump PCI
 //! interrupt thread, when a device interrupt fired: nothing unparks that
@@ -58,35 +60,6 @@ fn key_of(thread: ThreadId) -> ThreadKey {
                 unparked: false,
             });
             slots.len() - 1
-        }
-    }
-}
-
-/// Whether a live thread other than `me` has an unpark it has not seen
-/// yet. (A finished thread never looks at its flag again.)
-fn unpark_pending_elsewhere(me: ThreadKey) -> bool {
-    SLOTS.borrow_mut().iter().enumerate().any(|(key, slot)| {
-        key != me
-            && slot.unparked
-            && slot
-                .thread
-                .is_some_and(|thread| !sched::is_finished(thread))
-    })
-}
-
-/// Lets every thread with a pending unpark run until it has seen it, or
-/// until `stop()` holds.
-///
-/// [`XenHost::unpark`] only sets a flag: the scheduler still counts the
-/// thread as waiting, and when every thread is waiting `sched::wait_until`
-/// blocks the vCPU until the next event, which may never come. A thread
-/// about to wait therefore first yields, staying runnable, while a wake-up
-/// is outstanding; the round robin reaches the woken thread, whose
-/// `wait_until` sees the flag and returns.
-fn let_unparked_threads_run(me: ThreadKey, mut stop: impl FnMut() -> bool) {
-    while unpark_pending_elsewhere(me) {
-        if stop() || !sched::yield_now() {
-            return;
         }
     }
 }
@@ -201,36 +174,28 @@ unsafe impl Host for XenHost {
 
     fn park(&self, deadline_ns: Option<u64>) {
         let me = self.current();
-        let deadline_passed =
-            || deadline_ns.is_some_and(|deadline| time::monotonic_ns() >= deadline);
-        let mut woken = false;
-        let_unparked_threads_run(me, || {
-            woken = self::woken(me);
-            woken || deadline_passed()
-        });
-        if woken || deadline_passed() {
-            return;
-        }
+        // An unpark that came while this thread ran is seen here at once.
         sched::wait_until(deadline_ns, || self::woken(me));
     }
 
     fn unpark(&self, thread: ThreadKey) {
-        if let Some(slot) = SLOTS.borrow_mut().get_mut(thread) {
-            slot.unparked = true;
+        let target = match SLOTS.borrow_mut().get_mut(thread) {
+            Some(slot) => {
+                slot.unparked = true;
+                slot.thread
+            }
+            None => None,
+        };
+        if let Some(target) = target {
+            sched::wake(target);
         }
     }
 
     fn exit_thread(&self) -> ! {
-        // The scheduler ends a thread only when its entry function returns,
-        // and the rump kernel's thread exits from deep inside it: the
-        // thread waits forever instead. That costs its stack, and a look at
-        // `|| false` whenever an event wakes the waiting threads. A thread
-        // it woke on its way out (its joiner) gets to run first.
-        let me = self.current();
-        let_unparked_threads_run(me, || false);
-        loop {
-            sched::wait_until(None, || false);
-        }
+        // Ends the scheduler thread where it stands (its stack is freed by
+        // the next switch); the thread it woke on its way out (its joiner)
+        // was made runnable by `unpark`.
+        sched::exit()
     }
 
     fn monotonic_ns(&self) -> u64 {

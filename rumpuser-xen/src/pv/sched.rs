@@ -6,7 +6,9 @@
 //! [`Global`](super::Global) cells, which are never held across a switch.
 //! The boot thread (the one running the domain's main function) is thread 0
 //! and runs on the boot stack. When no thread can run, [`wait_until`]
-//! blocks the vCPU until an event arrives.
+//! blocks the vCPU until an event arrives or another thread [`wake`]s a
+//! waiting one. A thread ends when its entry function returns or it calls
+//! [`exit`].
 
 use alloc::boxed::Box;
 use alloc::vec::Vec;
@@ -38,7 +40,11 @@ rumpuser_switch_stack:
     pop rbp
     ret
 
-    // First code of a new thread, reached by the `ret` above.
+    // First code of a new thread, reached by the `ret` above. Global
+    // because `spawn` takes its address from Rust: in a build with several
+    // codegen units (the debug profile) `spawn` and this assembly land in
+    // different object files, and a local label would not link.
+    .global rumpuser_thread_start
 rumpuser_thread_start:
     xor ebp, ebp
     call {thread_main}
@@ -237,6 +243,50 @@ pub fn wait_until(deadline_ns: Option<u64>, mut ready: impl FnMut() -> bool) -> 
     }
 }
 
+/// Makes `thread` runnable if it waits in [`wait_until`], so that it
+/// checks its condition again even if no event arrives: the way to wake a
+/// thread whose condition another thread made true. Without it the thread
+/// stays counted as waiting, and once every thread waits the vCPU blocks
+/// until an outside event that may never come.
+pub fn wake(thread: ThreadId) {
+    let mut scheduler = SCHEDULER.borrow_mut();
+    if let Some(Some(waiting)) = scheduler.threads.get_mut(thread.0) {
+        if matches!(waiting.state, State::Waiting(_)) {
+            waiting.state = State::Runnable;
+        }
+    }
+}
+
+/// Ends the calling thread now, from however deep in its entry function:
+/// it never runs again and its stack is freed by the next switch of
+/// another thread. Nothing on its stack is dropped (what the entry
+/// function owned leaks). The boot thread cannot end: it waits forever.
+pub fn exit() -> ! {
+    let ended = {
+        let mut scheduler = SCHEDULER.borrow_mut();
+        let current = scheduler.current;
+        match scheduler.threads.get_mut(current) {
+            Some(Some(thread)) if thread.stack.is_some() => {
+                thread.state = State::Finished;
+                true
+            }
+            _ => false,
+        }
+    };
+    if !ended {
+        loop {
+            wait_until(None, || false);
+        }
+    }
+    // The boot thread never finishes, so someone is always runnable or
+    // waiting for events; keep yielding until the scheduler reaps us.
+    loop {
+        if !yield_now() {
+            super::events::wait_for_any_event();
+        }
+    }
+}
+
 /// Sleeps for `nanoseconds`, letting other threads run.
 pub fn sleep_ns(nanoseconds: u64) {
     let deadline = super::time::monotonic_ns().saturating_add(nanoseconds);
@@ -245,6 +295,10 @@ pub fn sleep_ns(nanoseconds: u64) {
 
 fn set_state(state: State) {
     let mut scheduler = SCHEDULER.borrow_mut();
+    // Before the first spawn the boot thread has no entry yet; without one
+    // its deadline would not be counted and, every (no) thread waiting,
+    // the vCPU would block with no timer set.
+    ensure_boot_thread(&mut scheduler);
     let current = scheduler.current;
     if let Some(Some(thread)) = scheduler.threads.get_mut(current) {
         thread.state = state;
@@ -288,20 +342,7 @@ extern "C" fn thread_main() -> ! {
     if let Some(entry) = entry {
         entry();
     }
-    {
-        let mut scheduler = SCHEDULER.borrow_mut();
-        let current = scheduler.current;
-        if let Some(thread) = scheduler.threads[current].as_mut() {
-            thread.state = State::Finished;
-        }
-    }
-    // The boot thread never finishes, so someone is always runnable or
-    // waiting for events; keep yielding until the scheduler reaps us.
-    loop {
-        if !yield_now() {
-            super::events::wait_for_any_event();
-        }
-    }
+    exit()
 }
 
 /// Bounds of the running thread's stack, if it is not the boot thread.
