@@ -52,7 +52,7 @@ answer() { # command -> one line
         "vifs: $(ip -o link show 2>&1 | awk -F': ' '$2 ~ /^vif/ {print $2}' | cut -d@ -f1 | tr '\n' ' ')" ;;
     nvme) # how the NVMe namespace is driven: interrupts taken per queue, DMA bouncing
       echo "interrupts: $(awk '/nvme/ {print $NF ":" $2}' /proc/interrupts | tr '\n' ' ')" \
-        "dma: $(dmesg | grep -m1 -iE 'swiotlb|software IO TLB' | sed 's/^\[[^]]*\] *//')" ;;
+        "dma: $(dmesg | grep -iE 'swiotlb|IO TLB' | sed 's/^\[[^]]*\] *//' | tr '\n' ';')" ;;
     memused) # MiB in use: MemTotal - MemAvailable (RAM disk pages included)
       awk '/^MemTotal:/ {t = $2} /^MemAvailable:/ {a = $2} END {printf "%.1f", (t - a) / 1024}' /proc/meminfo ;;
     logs)
