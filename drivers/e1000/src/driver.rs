@@ -588,30 +588,31 @@ impl<D: PciDevice> E1000<D> {
         )?;
 
         // QEMU's 82540EM has no MSI capability; INTx is the usual answer.
-        let mode = match device.enable_interrupts(InterruptMode::Msi, 1) {
-            Ok(_) => InterruptMode::Msi,
-            Err(_) => {
-                device.enable_interrupts(InterruptMode::Intx, 1)?;
-                InterruptMode::Intx
-            }
-        };
+        // Without either (the platform routes none) the device is polled:
+        // every cause stays masked and the line disabled, and poll() reads
+        // ICR all the same.
+        let mode = [InterruptMode::Msi, InterruptMode::Intx]
+            .into_iter()
+            .find(|&mode| device.enable_interrupts(mode, 1).is_ok());
         let command = device.config_read16(config_register::COMMAND)?;
-        let command = if mode == InterruptMode::Intx {
+        let command = if mode == Some(InterruptMode::Intx) {
             command & !COMMAND_INTX_DISABLE
         } else {
             command | COMMAND_INTX_DISABLE
         };
         device.config_write16(config_register::COMMAND, command)?;
-        write(
-            device,
-            reg::ITR,
-            (config.interrupt_interval_ns / 256).min(0xFFFF),
-        )?;
-        write(device, reg::IMS, INTERRUPT_MASK)?;
+        if mode.is_some() {
+            write(
+                device,
+                reg::ITR,
+                (config.interrupt_interval_ns / 256).min(0xFFFF),
+            )?;
+            write(device, reg::IMS, INTERRUPT_MASK)?;
+        }
 
         let link_up = read(device, reg::STATUS)? & reg::status::LU != 0;
         log::info!(
-            "e1000: {:02x}:{:02x}:{:02x}:{:02x}:{:02x}:{:02x}, link {}, {:?} interrupts",
+            "e1000: {:02x}:{:02x}:{:02x}:{:02x}:{:02x}:{:02x}, link {}, interrupts: {:?} (None: polled)",
             mac_address[0],
             mac_address[1],
             mac_address[2],

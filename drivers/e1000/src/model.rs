@@ -242,6 +242,8 @@ struct State {
     tx_partial: Vec<u8>,
     wire: VecDeque<Vec<u8>>,
     interrupt_mode: Option<InterruptMode>,
+    /// Whether the platform routes the INTx line at all.
+    line_routed: bool,
     line_masked: bool,
     fired: bool,
     counters: ModelCounters,
@@ -366,6 +368,7 @@ impl Model {
             tx_partial: Vec::new(),
             wire: VecDeque::new(),
             interrupt_mode: None,
+            line_routed: true,
             line_masked: false,
             fired: false,
             counters: ModelCounters::default(),
@@ -429,6 +432,12 @@ impl Model {
     /// How transmit descriptors are written back.
     pub fn set_tx_write_back(&self, mode: TxWriteBack) {
         self.state.borrow_mut().tx_write_back = mode;
+    }
+
+    /// Whether the platform can route the INTx line (`false`: every
+    /// interrupt mode is refused, as with `pci-interrupts=none`).
+    pub fn set_line_routed(&self, routed: bool) {
+        self.state.borrow_mut().line_routed = routed;
     }
 
     /// Caps the DMA memory the platform hands out.
@@ -940,10 +949,10 @@ impl Dma for Model {
 impl Interrupts for Model {
     fn enable_interrupts(&mut self, mode: InterruptMode, count: u16) -> Result<u16, PciError> {
         // QEMU's 82540EM has neither MSI nor MSI-X.
-        if mode != InterruptMode::Intx || count == 0 {
+        let mut state = self.state.borrow_mut();
+        if mode != InterruptMode::Intx || count == 0 || !state.line_routed {
             return Err(PciError::NoSuchVector);
         }
-        let mut state = self.state.borrow_mut();
         state.interrupt_mode = Some(mode);
         state.line_masked = false;
         state.update_line();

@@ -7,7 +7,9 @@ use common::{assert_no_dma_faults, bring_up, frame, small_rings, MAC, PEER};
 use e1000::model::{Delivery, Model, DMA_BASE};
 use e1000::registers::{self as reg, interrupt, rah, rctl, tctl};
 use e1000::{Config, Error, E1000};
-use pcidev::{InterruptMode, PciError, COMMAND_BUS_MASTER, COMMAND_MEMORY_SPACE};
+use pcidev::{
+    InterruptMode, PciError, COMMAND_BUS_MASTER, COMMAND_INTX_DISABLE, COMMAND_MEMORY_SPACE,
+};
 
 fn bring_up_error(model: &Model, config: Config) -> Error {
     match E1000::new(model.clone(), config) {
@@ -253,4 +255,29 @@ fn the_device_can_be_brought_up_again_after_shutdown() {
     assert_eq!(model.receive(&incoming), Delivery::Delivered(1));
     assert_eq!(driver.receive(), Ok(Some(incoming)));
     assert_no_dma_faults(&model);
+}
+
+#[test]
+fn without_an_interrupt_the_device_is_polled() {
+    let model = Model::new(MAC);
+    model.set_line_routed(false);
+    let mut driver = match E1000::new(model.clone(), Config::default()) {
+        Ok(driver) => driver,
+        Err((error, _)) => panic!("bring-up without interrupts failed: {error}"),
+    };
+    assert_eq!(model.interrupt_mode(), None);
+    // Every cause masked and the line off: nothing can assert it.
+    assert_eq!(model.register(reg::IMS), 0);
+    assert_ne!(model.command() & COMMAND_INTX_DISABLE, 0);
+    // Frames still move, found by polling alone.
+    let incoming = frame(MAC, PEER, 100, 1);
+    assert_eq!(model.receive(&incoming), Delivery::Delivered(1));
+    let outcome = driver.poll().expect("poll");
+    assert!(outcome.rx_pending);
+    assert_eq!(driver.receive(), Ok(Some(incoming)));
+    let outgoing = frame(PEER, MAC, 64, 2);
+    driver.send(&outgoing).expect("send");
+    assert_eq!(model.take_transmitted(), vec![outgoing]);
+    assert_eq!(driver.poll().expect("poll").tx_completed, 1);
+    assert_eq!(driver.statistics().interrupts, 0);
 }
