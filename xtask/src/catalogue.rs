@@ -124,6 +124,19 @@ pub const RUMPNET: &[Test] = &[
     ),
 ];
 
+/// rumpnet with an e1000 passed through as its uplink (QEMU's e1000 at
+/// 00:10.0, wired to dom0's e1000 at 00:12.0; `xl-configs/rumpnet-e1000.cfg`).
+pub const RUMPNET_E1000: &[Test] = &[
+    test(
+        "rumpnet-e1000",
+        "a guest behind rumpnet's passed-through e1000 pings dom0 and runs iperf3 over the wire",
+    ),
+    test(
+        "rumpnet-e1000-polled",
+        "the same with the e1000 polled every millisecond instead of interrupting",
+    ),
+];
+
 /// The rumpuser(3) hypercalls on real Xen: `target/domains/rumpuser-smoke`
 /// (`tests/rumpuser-smoke`) plays a rump kernel against the Xen host.
 pub const RUMPUSER: &[Test] = &[test(
@@ -148,6 +161,8 @@ pub const GROUPS: &[(&str, &[&[Test]])] = &[
     ("rumpdisk", &[RUMPDISK_BOOT, RUMPDISK]),
     ("rumpnet", &[RUMPNET]),
     ("nvme", &[RUMPDISK_NVME]),
+    ("e1000", &[RUMPNET_E1000]),
+    ("passthrough", &[RUMPDISK_NVME, RUMPNET_E1000]),
     ("ours", &[RUMPDISK_BOOT, RUMPDISK, RUMPNET]),
     ("rumpuser", &[RUMPUSER]),
     ("all", ALL),
@@ -163,6 +178,7 @@ const ALL: &[&[Test]] = &[
     RUMPDISK,
     RUMPDISK_NVME,
     RUMPNET,
+    RUMPNET_E1000,
     RUMPUSER,
 ];
 

@@ -250,6 +250,13 @@ impl Rig {
             .arg("-drive")
             .arg(format!("file={},format=raw,if=none,id=nvme0", nvme_image.display()))
             .args(["-device", "nvme,drive=nvme0,serial=rignvme,addr=0x11"])
+            // Two e1000 NICs on one emulated wire (a QEMU hub): 00:10.0 for
+            // passthrough into rumpnet as its uplink, 00:12.0 for dom0's
+            // Linux e1000 driver (tests-rumpnet-e1000.sh).
+            .args(["-netdev", "hubport,id=wire-uplink,hubid=1"])
+            .args(["-device", "e1000,netdev=wire-uplink,addr=0x10,mac=52:54:00:00:71:10"])
+            .args(["-netdev", "hubport,id=wire-dom0,hubid=1"])
+            .args(["-device", "e1000,netdev=wire-dom0,addr=0x12,mac=52:54:00:00:71:12"])
             .stdin(Stdio::null())
             .stdout(Stdio::piped())
             .stderr(Stdio::piped());
