@@ -20,6 +20,9 @@ enum Device {
     /// through to each driver domain in turn.
     Nvme,
     Network,
+    /// A guest behind the driver domain reaching dom0 across the rig's
+    /// emulated wire, through the e1000 passed through to the domain.
+    Uplink,
 }
 
 struct Metric {
@@ -222,6 +225,27 @@ const METRICS: &[Metric] = &[
         false,
         Device::Network,
     ),
+    metric(
+        "uplink_iperf3_tcp_mbit_s",
+        "iperf3 TCP, guest to dom0 across the e1000, 10 s",
+        "Mbit/s",
+        true,
+        Device::Uplink,
+    ),
+    metric(
+        "uplink_ping_rtt_ms",
+        "ping round trip, guest to dom0 across the e1000",
+        "ms",
+        false,
+        Device::Uplink,
+    ),
+    metric(
+        "uplink_net_create_to_ready_s",
+        "xl create to backend ready, NIC up",
+        "s",
+        false,
+        Device::Uplink,
+    ),
 ];
 
 const LINUX: &str = "linux-dd";
@@ -312,6 +336,14 @@ pub fn run(rig: &Rig, from_log: Option<&Path>) -> Result<bool, String> {
          `nvme0`), which drives the controller itself. \"Backend ready\" then\n\
          includes bringing the controller up. The Linux memory in use includes\n\
          swiotlb's bounce buffers; rumpdisk's includes its 8 MiB of DMA memory.\n\n\
+         The e1000 rows take QEMU's e1000 at 00:10.0, on one emulated wire (a\n\
+         QEMU hub) with a second e1000 at 00:12.0 that dom0 drives with Linux's\n\
+         `e1000` and that runs the iperf3 server. The NIC at 00:10.0 is passed\n\
+         through to one driver domain at a time: dd, whose Linux `e1000` puts it\n\
+         on bridge ddbr0 with the guest's vif, then rumpnet\n\
+         (`xl-configs/rumpnet-e1000.cfg`), which drives it itself as its\n\
+         switch's uplink. A guest behind the driver domain pings dom0 and runs\n\
+         iperf3 against it.\n\n\
          {table}\n",
         versions = versions.join(", "),
         log = boot
@@ -360,6 +392,11 @@ fn table(measured: &Measurements) -> String {
         (Device::Block, "rumpdisk", "Block"),
         (Device::Nvme, "rumpdisk", "Block on NVMe passthrough"),
         (Device::Network, "rumpnet", "Network"),
+        (
+            Device::Uplink,
+            "rumpnet",
+            "Network across a passed-through e1000",
+        ),
     ] {
         out.push_str(&format!(
             "### {title}\n\n| measurement | unit | Linux dd | {ours} | {ours} / Linux | better |\n|---|---|---:|---:|---:|---|\n"
@@ -458,5 +495,25 @@ mod tests {
             .unwrap();
         assert!(nvme < row && row < network);
         assert!(table.contains("| fio 4 KiB random read, QD32 | IOPS | 2000 | - | - | higher |"));
+    }
+
+    #[test]
+    fn uplink_rows_come_last_and_compare_rumpnet() {
+        let mut measured = Measurements::new();
+        measured.insert((LINUX.into(), "iperf3_tcp_mbit_s".into()), 300.0);
+        measured.insert((LINUX.into(), "uplink_iperf3_tcp_mbit_s".into()), 80.0);
+        measured.insert(("rumpnet".into(), "uplink_iperf3_tcp_mbit_s".into()), 60.0);
+        let table = table(&measured);
+        let network = table.find("### Network\n").unwrap();
+        let uplink = table
+            .find("### Network across a passed-through e1000")
+            .unwrap();
+        let row = table
+            .find("| iperf3 TCP, guest to dom0 across the e1000, 10 s | Mbit/s | 80.0 | 60.0 | 0.75 | higher |")
+            .unwrap();
+        assert!(network < uplink && uplink < row);
+        assert!(
+            table.contains("| iperf3 TCP, guest to guest, 10 s | Mbit/s | 300 | - | - | higher |")
+        );
     }
 }

@@ -3,7 +3,8 @@
 # driver_domain=1 booted from the rig's root filesystem). It serves:
 #   block: /dev/ram0 and /dev/ram1 (brd, 64 MiB each) via kernel blkback;
 #   net:   vifs on bridge ddbr0 via kernel netback;
-#   and, when a PCI device is passed through to it, /dev/nvme0n1;
+#   and, when PCI devices are passed through to it, /dev/nvme0n1 and an
+#   e1000 NIC as a port of ddbr0;
 # with `xl devd` running the hotplug scripts, as a driver domain should.
 # dom0 talks to it through xenstore: it writes data/ready once xl devd runs,
 # and answers data/request ("<id> <command>") in data/reply ("<id> <answer>").
@@ -21,19 +22,45 @@ ip link set ddbr0 up
 ip addr add "$DD_BRIDGE_ADDRESS" dev ddbr0
 xl -v devd -F -p /run/xldevd.pid > /var/log/xen/xldevd.log 2>&1 &
 sleep 1
-# A PCI device passed through (xl's pci=, as the bench does with the
-# rig's NVMe controller) arrives by pcifront; with no udev, the drivers are
-# loaded here. data/nvme names the namespace's block device, or says why
-# there is none, before data/ready is written.
+# PCI devices passed through (xl's pci=, as the bench does with the rig's
+# NVMe controller and e1000) arrive by pcifront; with no udev, the drivers
+# are loaded here. Before data/ready: data/nvme names the NVMe namespace's
+# block device, or says why there is none; data/uplink names the NIC now
+# on bridge ddbr0, or says why there is none.
 if xenstore-read device/pci/0/backend-id >/dev/null 2>&1; then
-  modprobe -a xen-pcifront nvme
-  for _ in $(seq 1 240); do [ -b /dev/nvme0n1 ] && break; sleep 0.5; done
-  if [ -b /dev/nvme0n1 ]; then
-    xenstore-write data/nvme nvme0n1
-    log "dd: NVMe namespace /dev/nvme0n1, $(cat /sys/block/nvme0n1/size) sectors; $(grep -c nvme /proc/interrupts) nvme interrupt line(s)"
-  else
-    xenstore-write data/nvme "missing: $(dmesg | grep -iE 'nvme|pcifront|swiotlb' | tail -3 | tr '\n' ' ')"
-    log "dd: no /dev/nvme0n1 after 120 s:"; dmesg | grep -iE 'nvme|pci|swiotlb' | tail -20
+  modprobe xen-pcifront
+  for _ in $(seq 1 120); do [ -n "$(ls /sys/bus/pci/devices 2>/dev/null)" ] && break; sleep 0.5; done
+  log "dd: PCI functions: $(for f in /sys/bus/pci/devices/*; do echo "$(basename "$f")=$(cat "$f/vendor"):$(cat "$f/device"):$(cat "$f/class")"; done | tr '\n' ' ')"
+  if grep -qx 0x010802 /sys/bus/pci/devices/*/class 2>/dev/null; then
+    modprobe nvme
+    for _ in $(seq 1 240); do [ -b /dev/nvme0n1 ] && break; sleep 0.5; done
+    if [ -b /dev/nvme0n1 ]; then
+      xenstore-write data/nvme nvme0n1
+      log "dd: NVMe namespace /dev/nvme0n1, $(cat /sys/block/nvme0n1/size) sectors; $(grep -c nvme /proc/interrupts) nvme interrupt line(s)"
+    else
+      xenstore-write data/nvme "missing: $(dmesg | grep -iE 'nvme|pcifront|swiotlb' | tail -3 | tr '\n' ' ')"
+      log "dd: no /dev/nvme0n1 after 120 s:"; dmesg | grep -iE 'nvme|pci|swiotlb' | tail -20
+    fi
+  fi
+  if grep -q '^0x0200' /sys/bus/pci/devices/*/class 2>/dev/null; then
+    modprobe e1000
+    nic=
+    for _ in $(seq 1 120); do
+      for device in /sys/class/net/*; do
+        [ "$(basename "$(readlink -f "$device/device/driver" 2>/dev/null)")" = e1000 ] && nic=$(basename "$device")
+      done
+      [ -n "$nic" ] && break
+      sleep 0.5
+    done
+    if [ -n "$nic" ]; then
+      ip link set "$nic" master ddbr0
+      ip link set "$nic" up
+      xenstore-write data/uplink "$nic"
+      log "dd: e1000 $nic ($(cat "/sys/class/net/$nic/address")) on ddbr0"
+    else
+      xenstore-write data/uplink "missing: $(dmesg | grep -iE 'e1000|pcifront' | tail -3 | tr '\n' ' ')"
+      log "dd: no e1000 interface after 60 s:"; dmesg | grep -iE 'e1000|pci' | tail -20
+    fi
   fi
 fi
 xenstore-write data/ready 1

@@ -2,7 +2,7 @@
 # Linux driver domain dd and against our domains (when their images exist).
 # Lines "RIG-BENCH backend=B metric=M value=V" are collected by xtask; this
 # test passes when the Linux baseline was measured completely (RAM disk,
-# network and NVMe).
+# network, NVMe and the e1000 uplink).
 
 # BENCH_KEY_PREFIX goes before every metric name: "nvme_" while the disk
 # under test is the NVMe controller instead of a RAM disk.
@@ -178,6 +178,96 @@ bench_nvme() {
   BENCH_KEY_PREFIX=
 }
 
+# The uplink phase: QEMU's e1000 at 00:10.0 (E1000_UPLINK, see
+# tests-rumpnet-e1000.sh) passed through to each driver domain in turn as
+# the NIC its guests reach the wire by; dom0 drives the e1000 at the other
+# end of the wire (00:12.0) and runs the iperf3 server. dd bridges the NIC
+# into ddbr0 with its vifs; rumpnet makes it its switch's uplink port.
+
+# start_linux_dd_uplink: dd as the Linux baseline boots it plus the NIC;
+# dd-agent.sh loads pcifront and e1000 and reports the interface it put on
+# ddbr0 in data/uplink before data/ready.
+start_linux_dd_uplink() {
+  destroy_domain dd
+  [ -f /tmp/dd.cfg ] || { log "bench: no /tmp/dd.cfg (the Linux baseline did not start dd)"; return 1; }
+  { grep -v '^pci[[:space:]]*=' /tmp/dd.cfg; echo "pci = [ '$E1000_UPLINK' ]"; } > /tmp/dd-uplink.cfg
+  rm -f "$(console_log dd)"
+  if ! timeout 300 xl create /tmp/dd-uplink.cfg > /tmp/dd-uplink.create.log 2>&1; then
+    cat /tmp/dd-uplink.create.log; return 1
+  fi
+  DD_ID=$(xl domid dd)
+  if ! wait_for 300 xs_exists "/local/domain/$DD_ID/data/ready"; then
+    log "bench: dd with the e1000 did not report ready within 300 s"; dump_console dd 60; return 1
+  fi
+  local uplink
+  uplink=$(xenstore-read "/local/domain/$DD_ID/data/uplink" 2>/dev/null)
+  case $uplink in ''|missing*) log "bench: dd has no uplink: $uplink"; dump_console dd 40; return 1 ;; esac
+  log "bench: $(grep -a -m1 'dd: e1000' "$(console_log dd)" | tr -d '\r')"
+}
+
+# start_rumpnet_uplink: rumpnet from xl-configs/rumpnet-e1000.cfg, ready
+# once it serves with the e1000 as its uplink.
+start_rumpnet_uplink() {
+  destroy_domain rumpnet
+  sed -E 's|^[[:space:]]*kernel[[:space:]]*=.*|kernel = "/rig/domains/rumpnet"|' \
+    /rig/xl-configs/rumpnet-e1000.cfg > /tmp/bench-rumpnet-e1000.cfg
+  rm -f "$(console_log rumpnet)"
+  if ! xl create /tmp/bench-rumpnet-e1000.cfg > /tmp/bench-rumpnet-e1000.create.log 2>&1; then
+    cat /tmp/bench-rumpnet-e1000.create.log; return 1
+  fi
+  if ! wait_for 120 console_has rumpnet 'rumpnet: serving, watching'; then
+    log "bench: rumpnet with its uplink not serving within 120 s"; dump_console rumpnet 40; return 1
+  fi
+  console_has rumpnet "rumpnet: uplink $E1000_UPLINK: e1000 " ||
+    { log "bench: rumpnet serves without its uplink"; dump_console rumpnet 40; return 1; }
+}
+
+# bench_uplink BACKEND CREATE DOMAIN KEY=VALUE...: the driver domain's
+# start-up with the NIC, then ping and iperf3 TCP from a guest behind it to
+# dom0 across the wire.
+bench_uplink() {
+  local backend=$1 create=$2 domain=$3
+  shift 3
+  local spec started
+  spec=$(echo "$*" | tr ' ' ',')
+  destroy_domain "$domain"
+  started=$(now)
+  $create || { log "bench: $backend did not start with the e1000"; return 1; }
+  bench_emit "$backend" net_create_to_ready_s "$(since "$started")"
+  start_tools_guest bench-uplink "net:169.254.71.12+ping:$E1000_DOM0_ADDRESS+iperf:$E1000_DOM0_ADDRESS:10" 192 \
+    "vif = [ '$spec,mac=00:16:3e:71:00:12' ]" || return 1
+  if wait_step bench-uplink 2 300; then
+    bench_emit "$backend" ping_rtt_ms "$(step_value bench-uplink 2 rtt_ms)"
+  fi
+  if wait_step bench-uplink 3 300; then
+    bench_emit "$backend" iperf3_tcp_mbit_s "$(step_value bench-uplink 3 bits_per_second | awk '{printf "%.1f", $1 / 1000000}')"
+  else
+    log "bench: iperf3 across $backend's e1000 failed: $(step_line bench-uplink 3)"
+    dump_console bench-uplink 20
+  fi
+  destroy_domain bench-uplink
+}
+
+bench_e1000() {
+  BENCH_KEY_PREFIX=uplink_
+  destroy_domain rumpnet
+  destroy_domain dd
+  if e1000_dom0_setup && iperf3 -s -D; then
+    bench_uplink linux-dd start_linux_dd_uplink dd backend=dd bridge=ddbr0
+    destroy_domain dd
+    if [ -f /rig/domains/rumpnet ]; then
+      bench_uplink rumpnet start_rumpnet_uplink rumpnet backend=rumpnet
+      log "bench: rumpnet's uplink after the workload: $(grep -a 'uplink: link' "$(console_log rumpnet)" | tail -1 | tr -d '\r')"
+    fi
+    # Later tests expect the rumpnet of rumpnet.cfg.
+    destroy_domain rumpnet
+    pkill -x iperf3
+  else
+    log "bench: no e1000 wire: ${E1000_WHY:-iperf3 -s -D failed in dom0}"
+  fi
+  BENCH_KEY_PREFIX=
+}
+
 start_rumpdisk() { OUR_FAILED_rumpdisk=; ensure_our_domain rumpdisk || { log "bench: $OUR_PROBLEM"; return 1; }; }
 start_rumpnet() { OUR_FAILED_rumpnet=; ensure_our_domain rumpnet || { log "bench: $OUR_PROBLEM"; return 1; }; }
 
@@ -198,10 +288,12 @@ test_bench() {
     log "bench: rumpnet image not built"
   fi
   bench_nvme
+  bench_e1000
   # The verdict: the Linux baseline is complete.
   local missing= metric
   for metric in randread_4k_qd32_iops randwrite_4k_qd32_iops seqread_1m_mib_s seqwrite_1m_verify_mib_s create_to_connected_s iperf3_tcp_mbit_s ping_rtt_ms create_to_vif_connected_s \
-      nvme_randread_4k_qd32_iops nvme_randwrite_4k_qd32_iops nvme_seqread_1m_mib_s nvme_seqwrite_1m_verify_mib_s nvme_create_to_connected_s; do
+      nvme_randread_4k_qd32_iops nvme_randwrite_4k_qd32_iops nvme_seqread_1m_mib_s nvme_seqwrite_1m_verify_mib_s nvme_create_to_connected_s \
+      uplink_iperf3_tcp_mbit_s uplink_ping_rtt_ms; do
     grep -q "^$metric$" /tmp/bench-metrics 2>/dev/null || missing="$missing $metric"
   done
   if [ -n "$missing" ]; then fail "$1" "baseline" "Linux driver domain metrics missing:$missing"

@@ -10,18 +10,18 @@ E1000_DOM0_MAC=52:54:00:00:71:12
 E1000_DOM0_ADDRESS=169.254.71.1
 E1000_GUEST_ADDRESS=169.254.71.11
 
-# e1000_dom0_nic TEST: pciback takes the uplink NIC and Linux's e1000 the
+# e1000_dom0_setup: pciback takes the uplink NIC and Linux's e1000 the
 # other, which dom0 brings up as E1000_DOM0_ADDRESS (interface in
-# E1000_DOM0_IF); fail TEST otherwise.
-e1000_dom0_nic() {
+# E1000_DOM0_IF). On failure E1000_WHY says why. The NIC must not belong
+# to a running domain.
+e1000_dom0_setup() {
   local device
-  destroy_domain rumpnet
+  E1000_WHY=
   modprobe xen-pciback 2>/dev/null
   if ! xl pci-assignable-list | grep -q "$E1000_UPLINK"; then
-    xl pci-assignable-add "$E1000_UPLINK" ||
-      { fail "$1" "pci-assignable-add" "xl pci-assignable-add $E1000_UPLINK failed"; return 1; }
+    xl pci-assignable-add "$E1000_UPLINK" || { E1000_WHY="xl pci-assignable-add $E1000_UPLINK failed"; return 1; }
   fi
-  modprobe e1000 || { fail "$1" "dom0 NIC" "modprobe e1000 failed"; return 1; }
+  modprobe e1000 || { E1000_WHY="modprobe e1000 failed in dom0"; return 1; }
   E1000_DOM0_IF=
   for _ in $(seq 1 60); do
     for device in /sys/class/net/*; do
@@ -30,11 +30,17 @@ e1000_dom0_nic() {
     [ -n "$E1000_DOM0_IF" ] && break
     sleep 0.5
   done
-  [ -n "$E1000_DOM0_IF" ] || { fail "$1" "dom0 NIC" "no interface with MAC $E1000_DOM0_MAC in dom0"; return 1; }
+  [ -n "$E1000_DOM0_IF" ] || { E1000_WHY="no interface with MAC $E1000_DOM0_MAC in dom0"; return 1; }
   ip link set "$E1000_DOM0_IF" up
   ip addr flush dev "$E1000_DOM0_IF"
   ip addr add "$E1000_DOM0_ADDRESS/24" dev "$E1000_DOM0_IF"
   log "dom0's e1000 is $E1000_DOM0_IF ($E1000_DOM0_ADDRESS); $E1000_UPLINK belongs to pciback"
+}
+
+# e1000_dom0_nic TEST: e1000_dom0_setup with rumpnet gone; fail TEST otherwise.
+e1000_dom0_nic() {
+  destroy_domain rumpnet
+  e1000_dom0_setup || { fail "$1" "dom0 NIC" "$E1000_WHY"; return 1; }
 }
 
 # rumpnet_e1000_up TEST [WORDS]: (re)create rumpnet from rumpnet-e1000.cfg,
