@@ -151,10 +151,22 @@ pub const BENCH: &[Test] = &[test(
 )];
 
 /// Named selections. `default` is what CI runs: only tests that pass today.
+/// The passthrough tests come last: they replace the RAM-disk rumpdisk and
+/// the plain rumpnet the tests before them share.
 pub const GROUPS: &[(&str, &[&[Test]])] = &[
     (
         "default",
-        &[BASIC, LINUX, LINUX_EXTRA, RUMPDISK_BOOT, RUMPDISK, RUMPNET],
+        &[
+            BASIC,
+            LINUX,
+            LINUX_EXTRA,
+            RUMPDISK_BOOT,
+            RUMPDISK,
+            RUMPNET,
+            RUMPUSER,
+            RUMPDISK_NVME,
+            RUMPNET_E1000,
+        ],
     ),
     ("basic", &[BASIC]),
     ("linux", &[LINUX, LINUX_EXTRA]),
@@ -271,6 +283,12 @@ mod tests {
                 "rumpnet-dom0",
                 "rumpnet-reattach",
                 "rumpnet-restart",
+                "rumpuser-xen",
+                "rumpdisk-nvme",
+                "rumpdisk-nvme-dom0",
+                "rumpdisk-nvme-modes",
+                "rumpnet-e1000",
+                "rumpnet-e1000-polled",
             ]
         );
     }
@@ -292,7 +310,7 @@ mod tests {
         let default = select(&words(&["default"])).unwrap();
         let ours: Vec<_> = default
             .iter()
-            .filter(|name| name.starts_with("rumpdisk"))
+            .filter(|name| name.starts_with("rumpdisk") && !name.starts_with("rumpdisk-nvme"))
             .copied()
             .collect();
         let group = select(&words(&["rumpdisk"])).unwrap();
