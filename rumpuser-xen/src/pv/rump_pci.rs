@@ -36,7 +36,6 @@
 
 use alloc::collections::BTreeMap;
 use alloc::vec::Vec;
-use core::alloc::Layout;
 
 use pcidev::{Bdf, DmaBuffer};
 
@@ -44,12 +43,9 @@ use super::hypercall::hypercall_op;
 use super::pci::{bar, dma, front, irq, XenDmaBuffer};
 use super::{events, mm, Global};
 use crate::layout::{virt_to_pfn, PAGE_SIZE};
-use crate::pci::{mmio_pte, OpTarget, PciOp};
+use crate::pci::{OpTarget, PciOp};
 use crate::rumpuser::pci::{DmaMemory, InterruptId, PciFunction, PciHost, PciHostError};
 use crate::rumpuser::ThreadKey;
-
-/// End of the machine addresses a page-table entry can name.
-const MACHINE_ADDRESS_LIMIT: u64 = 1 << 52;
 
 /// The PCI host; `crate::rumpuser::pci` installs it on first use.
 pub struct XenPci;
@@ -135,20 +131,6 @@ pub(crate) fn interrupt_arrived(thread: ThreadKey) -> bool {
     INTERRUPTS.borrow().fired.contains(&true)
 }
 
-/// Puts back the mapping of our own frame that the heap page at `address`
-/// had before it was pointed at device memory.
-fn restore(address: u64) {
-    let Some(pfn) = virt_to_pfn(address) else {
-        return;
-    };
-    // SAFETY: the page is part of a heap range taken for a BAR mapping that
-    // failed part way; its own frame is put back and nothing used the page
-    // in between.
-    unsafe {
-        mm::update_va_mapping(address, (mm::pfn_to_mfn(pfn) << 12) | 0x67);
-    }
-}
-
 /// Whether `[address, address + length)` stays inside one block of
 /// `boundary` bytes (0: no boundary).
 fn within_boundary(address: u64, length: usize, boundary: usize) -> bool {
@@ -174,8 +156,8 @@ unsafe fn physdev_op<T>(command: u32, argument: &mut T) -> i64 {
     unsafe { hypercall_op(xen_abi::__HYPERVISOR_physdev_op, command, argument) }
 }
 
-// SAFETY: BAR mappings are made page by page from the machine range asked
-// for and kept for the domain's life; DMA memory comes from `pv::pci::dma`
+// SAFETY: BAR mappings come from `pv::pci::bar::map_range` (page by page,
+// the machine range asked for) and are kept for the domain's life; DMA memory comes from `pv::pci::dma`
 // (machine-contiguous, ours until freed) and its virtual address is checked
 // against the page tables; translations read the p2m table.
 unsafe impl PciHost for XenPci {
@@ -195,48 +177,20 @@ unsafe impl PciHost for XenPci {
     }
 
     fn map_bar(&self, machine_address: u64, length: u64) -> Result<usize, PciHostError> {
-        // The virtual range is a heap range whose own frames are set aside
-        // while mapped (for the domain's life): bound it as `pv::pci` does.
-        if length == 0 || length > bar::MAX_MAPPED_BYTES {
-            return Err(PciHostError::OutOfMemory);
-        }
-        let first_page = machine_address & !(PAGE_SIZE - 1);
-        let in_page = machine_address - first_page;
-        let span = (in_page + length).next_multiple_of(PAGE_SIZE);
-        if machine_address == 0 || first_page.saturating_add(span) > MACHINE_ADDRESS_LIMIT {
-            return Err(PciHostError::Refused);
-        }
-        let layout = Layout::from_size_align(span as usize, PAGE_SIZE as usize)
-            .map_err(|_| PciHostError::OutOfMemory)?;
-        // SAFETY: a non-zero-sized layout; the range is kept for the
-        // domain's life.
-        let base = unsafe { alloc::alloc::alloc(layout) } as u64;
-        if base == 0 {
-            return Err(PciHostError::OutOfMemory);
-        }
-        let mut page = 0;
-        while page < span {
-            // SAFETY: a heap page we own and nobody uses; from now on it
-            // shows the device's registers, reached only by the rump
-            // kernel's volatile bus_space accesses.
-            let rc = unsafe { mm::update_va_mapping(base + page, mmio_pte(first_page + page)) };
-            if rc != 0 {
-                let mut undo = 0;
-                while undo < page {
-                    restore(base + undo);
-                    undo += PAGE_SIZE;
-                }
-                // SAFETY: every page has its own frame back; the range goes
-                // back to the heap, allocated above with `layout`.
-                unsafe { alloc::alloc::dealloc(base as *mut u8, layout) };
+        // The mapping is kept for the domain's life, as `pv::pci`'s own.
+        match bar::map_range(machine_address, length) {
+            Ok(mapped) => Ok(mapped.address() as usize),
+            Err(bar::MapError::OutOfMemory | bar::MapError::BadLength) => {
+                Err(PciHostError::OutOfMemory)
+            }
+            Err(bar::MapError::BadAddress) => Err(PciHostError::Refused),
+            Err(bar::MapError::Refused(rc)) => {
                 log::warn!(
                     "rump pci: Xen refused to map {machine_address:#x} ({rc}); no iomem permission?"
                 );
-                return Err(PciHostError::Refused);
+                Err(PciHostError::Refused)
             }
-            page += PAGE_SIZE;
         }
-        Ok((base + in_page) as usize)
     }
 
     fn bind_interrupt(&self, function: PciFunction, line: u8) -> Result<InterruptId, PciHostError> {

@@ -41,6 +41,8 @@ pub enum MapError {
     /// the BAR is unassigned (address 0) or reaches beyond the 52 bits a
     /// page-table entry holds
     BadAddress,
+    /// nothing, or more than `MAX_MAPPED_BYTES`, was asked for
+    BadLength,
 }
 
 /// End of the machine addresses a page-table entry can name.
@@ -59,13 +61,21 @@ fn restore(address: u64) {
 
 /// Maps `bar` (at most [`MAX_MAPPED_BYTES`] of it), uncached.
 pub fn map(bar: &MemoryBar) -> Result<MappedBar, MapError> {
-    let length = bar.length.min(MAX_MAPPED_BYTES);
-    let first_page = bar.address & !(PAGE_SIZE - 1);
-    let in_page = bar.address - first_page;
+    map_range(bar.address, bar.length.min(MAX_MAPPED_BYTES))
+}
+
+/// Maps `length` bytes of device memory from `machine_address` on,
+/// uncached. The length must be from 1 to [`MAX_MAPPED_BYTES`].
+pub fn map_range(machine_address: u64, length: u64) -> Result<MappedBar, MapError> {
+    if length == 0 || length > MAX_MAPPED_BYTES {
+        return Err(MapError::BadLength);
+    }
+    let first_page = machine_address & !(PAGE_SIZE - 1);
+    let in_page = machine_address - first_page;
     let span = (in_page + length).next_multiple_of(PAGE_SIZE);
     // `mmio_pte` keeps only the frame bits: a higher address would map
     // some other frame.
-    if bar.address == 0 || first_page.saturating_add(span) > MACHINE_ADDRESS_LIMIT {
+    if machine_address == 0 || first_page.saturating_add(span) > MACHINE_ADDRESS_LIMIT {
         return Err(MapError::BadAddress);
     }
     let layout = Layout::from_size_align(span as usize, PAGE_SIZE as usize)
@@ -101,6 +111,11 @@ pub fn map(bar: &MemoryBar) -> Result<MappedBar, MapError> {
 }
 
 impl MappedBar {
+    /// Virtual address of the first byte mapped.
+    pub fn address(&self) -> u64 {
+        self.address
+    }
+
     /// Bytes mapped (never zero).
     pub fn mapped_bytes(&self) -> u64 {
         self.length
