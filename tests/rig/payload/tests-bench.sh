@@ -122,27 +122,29 @@ bench_nvme_assignable() {
   xl pci-assignable-add "$NVME_ADDRESS" || { log "bench: xl pci-assignable-add $NVME_ADDRESS failed"; return 1; }
 }
 
-# start_linux_dd_nvme: dd as the Linux baseline boots it (ensure_linux_dd's
-# /tmp/dd.cfg) plus the controller; dd-agent.sh loads pcifront and nvme
-# and reports /dev/nvme0n1 in data/nvme before data/ready.
-start_linux_dd_nvme() {
+# start_linux_dd_with ADDRESS NODE WHAT: dd as the Linux baseline boots it
+# (ensure_linux_dd's /tmp/dd.cfg) plus the PCI function at ADDRESS;
+# dd-agent.sh loads its driver and names what it made of it in data/NODE
+# before data/ready ("missing: ..." when it could not).
+start_linux_dd_with() {
+  local address=$1 node=$2 what=$3 answer
   destroy_domain dd
   [ -f /tmp/dd.cfg ] || { log "bench: no /tmp/dd.cfg (the Linux baseline did not start dd)"; return 1; }
-  bench_nvme_assignable || return 1
-  { grep -v '^pci[[:space:]]*=' /tmp/dd.cfg; echo "pci = [ '$NVME_ADDRESS' ]"; } > /tmp/dd-nvme.cfg
+  { grep -v '^pci[[:space:]]*=' /tmp/dd.cfg; echo "pci = [ '$address' ]"; } > "/tmp/dd-$node.cfg"
   rm -f "$(console_log dd)"
-  if ! timeout 300 xl create /tmp/dd-nvme.cfg > /tmp/dd-nvme.create.log 2>&1; then
-    cat /tmp/dd-nvme.create.log; return 1
+  if ! timeout 300 xl create "/tmp/dd-$node.cfg" > "/tmp/dd-$node.create.log" 2>&1; then
+    cat "/tmp/dd-$node.create.log"; return 1
   fi
   DD_ID=$(xl domid dd)
   if ! wait_for 300 xs_exists "/local/domain/$DD_ID/data/ready"; then
-    log "bench: dd with the NVMe controller did not report ready within 300 s"; dump_console dd 60; return 1
+    log "bench: dd with the $what did not report ready within 300 s"; dump_console dd 60; return 1
   fi
-  local nvme
-  nvme=$(xenstore-read "/local/domain/$DD_ID/data/nvme" 2>/dev/null)
-  [ "$nvme" = nvme0n1 ] || { log "bench: dd has no NVMe namespace: $nvme"; dump_console dd 40; return 1; }
-  log "bench: $(grep -a -m1 'dd: NVMe' "$(console_log dd)" | tr -d '\r')"
+  answer=$(xenstore-read "/local/domain/$DD_ID/data/$node" 2>/dev/null)
+  case $answer in ''|missing*) log "bench: dd has no $what: $answer"; dump_console dd 40; return 1 ;; esac
+  log "bench: $(grep -a -m1 "dd: $what" "$(console_log dd)" | tr -d '\r')"
 }
+
+start_linux_dd_nvme() { bench_nvme_assignable && start_linux_dd_with "$NVME_ADDRESS" nvme NVMe; }
 
 # start_rumpdisk_nvme: rumpdisk from xl-configs/rumpdisk-nvme.cfg, ready
 # once nvme0 is up and the domain serves.
@@ -184,26 +186,8 @@ bench_nvme() {
 # end of the wire (00:12.0) and runs the iperf3 server. dd bridges the NIC
 # into ddbr0 with its vifs; rumpnet makes it its switch's uplink port.
 
-# start_linux_dd_uplink: dd as the Linux baseline boots it plus the NIC;
-# dd-agent.sh loads pcifront and e1000 and reports the interface it put on
-# ddbr0 in data/uplink before data/ready.
-start_linux_dd_uplink() {
-  destroy_domain dd
-  [ -f /tmp/dd.cfg ] || { log "bench: no /tmp/dd.cfg (the Linux baseline did not start dd)"; return 1; }
-  { grep -v '^pci[[:space:]]*=' /tmp/dd.cfg; echo "pci = [ '$E1000_UPLINK' ]"; } > /tmp/dd-uplink.cfg
-  rm -f "$(console_log dd)"
-  if ! timeout 300 xl create /tmp/dd-uplink.cfg > /tmp/dd-uplink.create.log 2>&1; then
-    cat /tmp/dd-uplink.create.log; return 1
-  fi
-  DD_ID=$(xl domid dd)
-  if ! wait_for 300 xs_exists "/local/domain/$DD_ID/data/ready"; then
-    log "bench: dd with the e1000 did not report ready within 300 s"; dump_console dd 60; return 1
-  fi
-  local uplink
-  uplink=$(xenstore-read "/local/domain/$DD_ID/data/uplink" 2>/dev/null)
-  case $uplink in ''|missing*) log "bench: dd has no uplink: $uplink"; dump_console dd 40; return 1 ;; esac
-  log "bench: $(grep -a -m1 'dd: e1000' "$(console_log dd)" | tr -d '\r')"
-}
+# dd puts the NIC on bridge ddbr0 with its vifs.
+start_linux_dd_uplink() { start_linux_dd_with "$E1000_UPLINK" uplink e1000; }
 
 # start_rumpnet_uplink: rumpnet from xl-configs/rumpnet-e1000.cfg, ready
 # once it serves with the e1000 as its uplink.

@@ -28,13 +28,22 @@ disk = [ 'format=raw,vdev=xvda,access=rw,script=/rig/phy-hotplug,target=/dev/vdd
          'format=raw,vdev=xvdb,access=ro,script=/rig/phy-hotplug,target=/dev/vdc' ]
 CFG
   rm -f "$(console_log dd)"
-  local started
+  local started attempt
   started=$(now)
-  if ! timeout 300 xl create /tmp/dd.cfg > /tmp/dd.create.log 2>&1; then
+  # libxl gives dom0's blkback 10 s to reach InitWait for dd's own disks;
+  # on a loaded host that can run out once, so a second attempt is made.
+  for attempt in 1 2; do
+    timeout 300 xl create /tmp/dd.cfg > /tmp/dd.create.log 2>&1 && break
     cat /tmp/dd.create.log
-    DD_PROBLEM="xl create dd failed: $(grep -m1 error /tmp/dd.create.log)"
-    return 1
-  fi
+    if [ $attempt = 2 ]; then
+      DD_PROBLEM="xl create dd failed: $(grep -m1 error /tmp/dd.create.log)"
+      return 1
+    fi
+    log "xl create dd failed; trying once more"
+    destroy_domain dd
+    sleep 5
+    started=$(now)
+  done
   DD_ID=$(xl domid dd)
   if wait_for 300 xs_exists "/local/domain/$DD_ID/data/ready"; then
     DD_READY_SECONDS=$(since "$started")
