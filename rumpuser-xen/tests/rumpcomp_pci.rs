@@ -506,25 +506,11 @@ fn dmaseg_has_the_layout_of_pci_user_h() {
 }
 
 /// Ties each declaration of `rumpuser_support::pci::c`, written from
-/// `pci_user.h`, to the Rust function that defines the symbol (see the
-/// same check in `rumpuser_conformance.rs`).
-macro_rules! same_signature {
-    ($($name:ident = $definition:path, ($($argument:tt),*);)*) => {
-        $(
-            #[allow(unused_assignments)]
-            {
-                let mut pointer = c::$name as unsafe extern "C" fn($($argument),*) -> _;
-                pointer = $definition;
-                let _ = pointer;
-            }
-        )*
-    };
-}
-
+/// `pci_user.h`, to the Rust function that defines the symbol.
 #[test]
 fn every_definition_has_the_signature_of_pci_user_h() {
     use rumpuser_xen::rumpuser::pci as p;
-    same_signature! {
+    rumpuser_support::same_signature! {
         rumpcomp_pci_map = p::rumpcomp_pci_map, (_, _);
         rumpcomp_pci_confread = p::rumpcomp_pci_confread, (_, _, _, _, _);
         rumpcomp_pci_confwrite = p::rumpcomp_pci_confwrite, (_, _, _, _, _);

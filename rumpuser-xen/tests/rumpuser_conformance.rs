@@ -1383,27 +1383,11 @@ fn every_version_17_hypercall_is_exported() {
 }
 
 /// Ties each declaration of `rumpuser_support::c`, written from NetBSD's
-/// `rumpuser.h`, to the Rust function that defines the symbol: the `as`
-/// cast infers the pointer type from the declaration, and assigning the
-/// definition to it compiles only if every argument and the result have
-/// the same type, in the same order.
-macro_rules! same_signature {
-    ($($name:ident = $definition:path, ($($argument:tt),*);)*) => {
-        $(
-            #[allow(unused_assignments)]
-            {
-                let mut pointer = c::$name as unsafe extern "C" fn($($argument),*) -> _;
-                pointer = $definition;
-                let _ = pointer;
-            }
-        )*
-    };
-}
-
+/// `rumpuser.h`, to the Rust function that defines the symbol.
 #[test]
 fn every_definition_has_the_signature_of_rumpuser_h() {
     use rumpuser_xen::rumpuser as r;
-    same_signature! {
+    rumpuser_support::same_signature! {
         rumpuser_init = r::rumpuser_init, (_, _);
         rumpuser_malloc = r::rumpuser_malloc, (_, _, _);
         rumpuser_free = r::rumpuser_free, (_, _);

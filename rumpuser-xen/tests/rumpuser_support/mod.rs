@@ -15,6 +15,25 @@
 
 pub mod pci;
 
+/// Ties each declaration in the caller's `c` module (written from NetBSD's
+/// headers) to the Rust function that defines the symbol: the `as` cast
+/// infers the pointer type from the declaration, and assigning the
+/// definition to it compiles only if every argument and the result have
+/// the same type, in the same order.
+macro_rules! same_signature {
+    ($($name:ident = $definition:path, ($($argument:tt),*);)*) => {
+        $(
+            #[allow(unused_assignments)]
+            {
+                let mut pointer = c::$name as unsafe extern "C" fn($($argument),*) -> _;
+                pointer = $definition;
+                let _ = pointer;
+            }
+        )*
+    };
+}
+pub(crate) use same_signature;
+
 use std::collections::{HashMap, VecDeque};
 use std::ffi::{c_char, c_int, c_long, c_void, CString};
 use std::ptr;
