@@ -737,6 +737,11 @@ proptest! {
         }
         let ring = XenstoreRing::new(memory.clone()).unwrap();
         let mut xs = BlockingXenstore::new(ring, FakeDaemon::new(memory, chunk));
+        // The daemon's default patience (its steps in all) is for one
+        // exchange; here up to 9 KB go each way, a byte a step at worst.
+        // A lost notification still fails at once: an idle daemon does
+        // not wait.
+        xs.notifier_mut().patience = 100_000;
         for (i, value) in values.iter().enumerate() {
             let value = core::str::from_utf8(value).unwrap();
             let path = alloc::format!("/v{i}");
