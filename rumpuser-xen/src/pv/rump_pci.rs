@@ -7,10 +7,9 @@
 //!   names functions by the addresses pciback shows us (`vdev-N`); one not
 //!   in pciback's list is answered "no such function" without asking dom0,
 //!   so NetBSD's scan of every bus/device/function costs no round trips.
-//! * BARs: mapped uncached with `update_va_mapping`, which Xen allows for
-//!   the machine pages the toolstack gave the domain `iomem` permission to
-//!   (as [`super::pci::bar`] does; that module keeps the virtual address of
-//!   its mappings private, so the mapping is made here).
+//! * BARs: mapped uncached by [`super::pci::bar::map_range`], as for the
+//!   platform's own drivers (`update_va_mapping`, which Xen allows for the
+//!   machine pages the toolstack gave the domain `iomem` permission to).
 //! * Interrupts: the pirq pciback shows as the interrupt line register,
 //!   bound shared (INTx) with [`super::pci::irq`]. The pirq's port fires
 //!   into the platform's event collection; the PCI interrupt thread of
@@ -137,15 +136,6 @@ fn within_boundary(address: u64, length: usize, boundary: usize) -> bool {
     boundary == 0 || address / boundary as u64 == (address + length as u64 - 1) / boundary as u64
 }
 
-/// The virtual address of machine address `machine` of a DMA buffer, if
-/// the machine-to-phys and phys-to-machine tables agree on its frame
-/// (`XENMEM_exchange` left both updated, or the buffer was not exchanged).
-fn dma_virtual(machine: u64) -> Option<usize> {
-    let virtual_address = mm::mfn_to_virt(machine >> 12);
-    let pfn = virt_to_pfn(virtual_address)?;
-    (mm::pfn_to_mfn(pfn) == machine >> 12).then_some((virtual_address + (machine & 0xfff)) as usize)
-}
-
 /// Issues `PHYSDEVOP_<command>` with its argument structure.
 ///
 /// # Safety
@@ -157,9 +147,10 @@ unsafe fn physdev_op<T>(command: u32, argument: &mut T) -> i64 {
 }
 
 // SAFETY: BAR mappings come from `pv::pci::bar::map_range` (page by page,
-// the machine range asked for) and are kept for the domain's life; DMA memory comes from `pv::pci::dma`
-// (machine-contiguous, ours until freed) and its virtual address is checked
-// against the page tables; translations read the p2m table.
+// the machine range asked for) and are kept for the domain's life; DMA
+// memory comes from `pv::pci::dma` (machine-contiguous, ours until freed),
+// at the virtual address that module mapped it at; translations read the
+// p2m table.
 unsafe impl PciHost for XenPci {
     fn config_read(&self, function: PciFunction, register: u16) -> Result<u32, PciHostError> {
         let target = target(function)?;
@@ -261,11 +252,10 @@ unsafe impl PciHost for XenPci {
             let start = buffer.bus_address().0.next_multiple_of(placement as u64);
             (buffer, start)
         };
-        let Some(virtual_address) = dma_virtual(start) else {
-            log::error!("rump pci: DMA memory at {start:#x} has no consistent virtual address");
-            dma::free(buffer);
-            return Err(PciHostError::OutOfMemory);
-        };
+        // Machine-contiguous and mapped in order: the offset is the same
+        // on both sides.
+        let virtual_address =
+            (buffer.virtual_address() + (start - buffer.bus_address().0)) as usize;
         DMA.borrow_mut().insert(virtual_address, buffer);
         Ok(DmaMemory {
             virtual_address,

@@ -292,6 +292,14 @@ pub fn free(buffer: XenDmaBuffer) {
     }
 }
 
+impl XenDmaBuffer {
+    /// Virtual address of the buffer's first byte (for the rump kernel's
+    /// PCI host, which hands out pointers, not buffer objects).
+    pub fn virtual_address(&self) -> u64 {
+        self.address
+    }
+}
+
 impl pcidev::DmaBuffer for XenDmaBuffer {
     fn len(&self) -> usize {
         self.length
