@@ -43,7 +43,9 @@ use super::pci::{bar, dma, front, irq, XenDmaBuffer};
 use super::{events, mm, Global};
 use crate::layout::{virt_to_pfn, PAGE_SIZE};
 use crate::pci::{OpTarget, PciOp};
-use crate::rumpuser::pci::{DmaMemory, InterruptId, PciFunction, PciHost, PciHostError};
+use crate::rumpuser::pci::{
+    within_boundary, DmaMemory, InterruptId, PciFunction, PciHost, PciHostError,
+};
 use crate::rumpuser::ThreadKey;
 
 /// The PCI host; `crate::rumpuser::pci` installs it on first use.
@@ -128,12 +130,6 @@ pub(crate) fn interrupt_arrived(thread: ThreadKey) -> bool {
     }
     collect_interrupts();
     INTERRUPTS.borrow().fired.contains(&true)
-}
-
-/// Whether `[address, address + length)` stays inside one block of
-/// `boundary` bytes (0: no boundary).
-fn within_boundary(address: u64, length: usize, boundary: usize) -> bool {
-    boundary == 0 || address / boundary as u64 == (address + length as u64 - 1) / boundary as u64
 }
 
 /// Issues `PHYSDEVOP_<command>` with its argument structure.

@@ -579,10 +579,10 @@ fn interrupt_thread(pci: &'static dyn PciHost) -> ! {
 }
 
 /// Whether `[address, address + length)` stays inside one block of
-/// `boundary` bytes.
-fn within_boundary(address: u64, length: usize, boundary: usize) -> bool {
+/// `boundary` bytes (0: no boundary). `length` is not zero.
+pub(crate) fn within_boundary(address: u64, length: usize, boundary: usize) -> bool {
     let last = address + length as u64 - 1;
-    address / boundary as u64 == last / boundary as u64
+    boundary == 0 || address / boundary as u64 == last / boundary as u64
 }
 
 /// `rumpcomp_pci_dmalloc`: `size` bytes (rounded up to pages) of zeroed,
