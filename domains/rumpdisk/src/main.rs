@@ -14,17 +14,17 @@ extern crate alloc;
 #[cfg(target_os = "none")]
 mod devices;
 mod disks;
-#[cfg_attr(not(target_os = "none"), allow(dead_code))]
+
 #[cfg(target_os = "none")]
 mod domain {
     use alloc::vec::Vec;
 
     use blkback::{Blkback, Config, RamDisk};
     use rumpuser_xen::pv::{self, Platform, ShutdownRequest, Wakeup};
+    use xenbus::backend::hold::{AttachHold, Verdict, DEFAULT_HOLD_NS};
     use xenbus::backend::retire::{Outcome, Retirements};
 
     use crate::disks;
-    use xenbus::backend::hold::{AttachHold, Verdict, DEFAULT_HOLD_NS};
 
     rumpuser_xen::entry!(main);
 

@@ -35,7 +35,7 @@ mod domain {
     use pcidev::Bdf;
     use rumpuser_xen::pv::{self, pci, Platform, ShutdownRequest, Wakeup};
     use xenbus::backend::hold::{AttachHold, Verdict};
-    use xenbus::backend::retire::{self, Outcome, Retirements};
+    use xenbus::backend::retire::{Outcome, Retirements};
 
     use crate::options;
     use crate::report::VifLog;
@@ -182,15 +182,9 @@ mod domain {
                 retirements.touch(netback.directory(), &path, now);
                 netback.on_watch(&mut platform, &path, &token);
             }
-            for vif in retirements.due(now) {
-                // A vif whose events are still deferred may not have seen
-                // the toolstack's word yet: look again later.
-                if hold.is_holding(now) && known_vifs(&netback).contains(&key(vif)) {
-                    retirements.touch_device(vif, now);
-                    continue;
-                }
+            for (vif, outcome) in retirements.retire(&mut platform, netback.directory(), now) {
                 let path = netback.directory().device_path(vif);
-                match retire::remove_if_finished(&mut platform, netback.directory(), vif) {
+                match outcome {
                     Ok(Outcome::Removed) => log::info!(
                         "rumpnet: vif {}/{}: detached; removed {path}",
                         vif.frontend_id,
