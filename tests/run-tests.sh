@@ -40,9 +40,9 @@ cargo xtask build
 
 step "end-to-end under real Xen"
 # The rig emulates a whole machine in software; on a loaded host a guest can
-# miss a step's deadline. A failed boot is kept (its log path is printed); the tests that
-# failed are booted again, at most twice, and fail the run if they fail
-# every time. The summary lines say which tests needed another boot.
+# miss a step's deadline. A failed boot is kept (its log path is printed);
+# the tests that failed are booted again, at most twice, and fail the run
+# if they fail every time. The summary lines say which tests needed another boot.
 e2e_log=target/rig/ci-e2e.log
 mkdir -p target/rig
 if ! cargo xtask e2e 2>&1 | tee "$e2e_log"; then

@@ -7,8 +7,8 @@ export DEBIAN_FRONTEND=noninteractive
 apt-get update -qq
 # libxen-dev: Xen's public headers (bindgen input).  libclang-dev/clang: bindgen.
 # gcc-multilib: the 32-bit layout checks.  binutils: objcopy and nm for the
-# images.  g++: libFuzzer, built by the fuzz
-# targets.  The rest: the real-Xen rig in QEMU.
+# images.  g++: libFuzzer, built by the fuzz targets.  The rest: the
+# real-Xen rig in QEMU.
 # qemu-utils is deliberately not named: machines may carry a newer one.
 apt-get install -y -qq --no-install-recommends \
     libxen-dev libclang-dev clang gcc g++ make binutils gcc-multilib libc6-dev \
