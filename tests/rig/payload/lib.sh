@@ -100,6 +100,20 @@ vbd_id() { local letter=${1#xvd}; echo $(( (202 << 8) | (($(printf '%d' "'$lette
 backend_vbd_path() { echo "/local/domain/$(xl domid "$1")/backend/vbd/$2/$(vbd_id "$3")"; }
 xs_equals() { [ "$(xenstore-read "$1" 2>/dev/null)" = "$2" ]; }
 xs_exists() { xenstore-read "$1" >/dev/null 2>&1; }
+# interface_with_mac MAC SECONDS: prints the name of dom0's network
+# interface with address MAC, waiting up to SECONDS for it to appear;
+# fails if none does.
+interface_with_mac() {
+  local device rounds=$(($2 * 2))
+  while [ $rounds -gt 0 ]; do
+    for device in /sys/class/net/*; do
+      [ "$(cat "$device/address" 2>/dev/null)" = "$1" ] && { basename "$device"; return 0; }
+    done
+    sleep 0.5
+    rounds=$((rounds - 1))
+  done
+  return 1
+}
 
 # diag_domain NAME: registers and a stack of a (stuck) domain via xenctx;
 # symbols from /rig/NAME.map when shipped, else dom0's kallsyms (PV Linux

@@ -171,19 +171,13 @@ test_linux_net() {
 # bridge in dom0, pinging a guest on the same bridge.
 test_linux_net_dom0() {
   dd_up "$1" || return
-  local mac=00:16:3e:60:00:01 interface= device
+  local mac=00:16:3e:60:00:01 interface
   start_guest lnet-c "net:169.254.60.13+ping:169.254.60.2" 128 \
     "vif = [ 'backend=dd,bridge=ddbr0,mac=00:16:3e:60:00:13' ]" || { fail "$1" "xl create lnet-c" "see above" dd; return; }
   timeout 120 xl network-attach 0 backend=dd bridge=ddbr0 "mac=$mac" ||
     { fail "$1" "network-attach to dom0" "xl network-attach failed" dd; return; }
-  for _ in $(seq 1 120); do
-    for device in /sys/class/net/*; do
-      [ "$(cat "$device/address" 2>/dev/null)" = "$mac" ] && interface=$(basename "$device")
-    done
-    [ -n "$interface" ] && break
-    sleep 0.5
-  done
-  [ -n "$interface" ] || { fail "$1" "dom0 netfront" "no interface with MAC $mac appeared in dom0" dd; return; }
+  interface=$(interface_with_mac "$mac" 60) ||
+    { fail "$1" "dom0 netfront" "no interface with MAC $mac appeared in dom0" dd; return; }
   ip link set "$interface" up
   ip addr add 169.254.60.2/24 dev "$interface"
   wait_step lnet-c 2 300 || { fail "$1" "guest pings dom0" "$(step_line lnet-c 2)" lnet-c dd; return; }

@@ -15,22 +15,14 @@ E1000_GUEST_ADDRESS=169.254.71.11
 # E1000_DOM0_IF). On failure E1000_WHY says why. The NIC must not belong
 # to a running domain.
 e1000_dom0_setup() {
-  local device
   E1000_WHY=
   modprobe xen-pciback 2>/dev/null
   if ! xl pci-assignable-list | grep -q "$E1000_UPLINK"; then
     xl pci-assignable-add "$E1000_UPLINK" || { E1000_WHY="xl pci-assignable-add $E1000_UPLINK failed"; return 1; }
   fi
   modprobe e1000 || { E1000_WHY="modprobe e1000 failed in dom0"; return 1; }
-  E1000_DOM0_IF=
-  for _ in $(seq 1 60); do
-    for device in /sys/class/net/*; do
-      [ "$(cat "$device/address" 2>/dev/null)" = "$E1000_DOM0_MAC" ] && E1000_DOM0_IF=$(basename "$device")
-    done
-    [ -n "$E1000_DOM0_IF" ] && break
-    sleep 0.5
-  done
-  [ -n "$E1000_DOM0_IF" ] || { E1000_WHY="no interface with MAC $E1000_DOM0_MAC in dom0"; return 1; }
+  E1000_DOM0_IF=$(interface_with_mac "$E1000_DOM0_MAC" 30) ||
+    { E1000_WHY="no interface with MAC $E1000_DOM0_MAC in dom0"; return 1; }
   ip link set "$E1000_DOM0_IF" up
   ip addr flush dev "$E1000_DOM0_IF"
   ip addr add "$E1000_DOM0_ADDRESS/24" dev "$E1000_DOM0_IF"

@@ -43,17 +43,11 @@ rumpnet_attach() {
 # rumpnet_dom0_vif MAC: attach a vif with MAC to dom0, bring its interface
 # up as 169.254.70.1/24 and set RUMPNET_DOM0_IF; fails with RUMPNET_WHY.
 rumpnet_dom0_vif() {
-  local mac=$1 device
+  local mac=$1
   RUMPNET_DOM0_IF=
   rumpnet_attach 0 "$mac" || return 1
-  for _ in $(seq 1 120); do
-    for device in /sys/class/net/*; do
-      [ "$(cat "$device/address" 2>/dev/null)" = "$mac" ] && RUMPNET_DOM0_IF=$(basename "$device")
-    done
-    [ -n "$RUMPNET_DOM0_IF" ] && break
-    sleep 0.5
-  done
-  [ -n "$RUMPNET_DOM0_IF" ] || { RUMPNET_WHY="no interface with MAC $mac appeared in dom0"; return 1; }
+  RUMPNET_DOM0_IF=$(interface_with_mac "$mac" 60) ||
+    { RUMPNET_WHY="no interface with MAC $mac appeared in dom0"; return 1; }
   ip link set "$RUMPNET_DOM0_IF" up
   ip addr add 169.254.70.1/24 dev "$RUMPNET_DOM0_IF"
 }
