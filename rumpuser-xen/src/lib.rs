@@ -31,6 +31,7 @@ pub mod cmdline;
 pub mod foreign;
 pub mod heap;
 pub mod layout;
+pub mod netbsd;
 pub mod pci;
 pub mod rumpuser;
 pub mod time;

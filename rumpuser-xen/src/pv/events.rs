@@ -273,6 +273,32 @@ pub fn take_pending(mut handle: impl FnMut(u32)) {
     }
 }
 
+/// Takes the ports that fired since the last look for which `claim`
+/// returns true, leaving the others for the next [`take_pending`]: how a
+/// second consumer (the rump kernel's PCI interrupt thread) takes its own
+/// ports without stealing the main loop's.
+pub fn take_pending_where(mut claim: impl FnMut(u32) -> bool) {
+    collect();
+    let mut collected = COLLECTED.borrow_mut();
+    for (word, bits) in collected.iter_mut().enumerate() {
+        let mut remaining = *bits;
+        while remaining != 0 {
+            let bit = remaining & remaining.wrapping_neg();
+            remaining &= remaining - 1;
+            if claim(word as u32 * 64 + bit.trailing_zeros()) {
+                *bits &= !bit;
+            }
+        }
+    }
+}
+
+/// Whether a port fired that nobody has taken yet (collecting what is
+/// pending first).
+pub fn any_pending() -> bool {
+    collect();
+    COLLECTED.borrow().iter().any(|&bits| bits != 0)
+}
+
 /// Blocks until some event arrives, keeping what fired for the next
 /// [`take_pending`]. For code that waits on shared memory (the xenstore
 /// and console rings) and re-checks it after every wakeup.

@@ -18,6 +18,8 @@ pub mod grant;
 mod hypercall;
 pub mod memory;
 pub mod mm;
+#[cfg(feature = "netbsd")]
+pub mod netbsd;
 pub mod pci;
 pub mod rump_pci;
 pub mod rumpuser_host;
@@ -171,21 +173,42 @@ fn shutdown_request() -> Option<ShutdownRequest> {
 /// health each second (`pci::poll_interval_ns`). The caller polls its
 /// engines after every return anyway.
 pub fn wait(deadline_ns: Option<u64>, wakeups: &mut Vec<Wakeup>) {
+    wait_for(deadline_ns, wakeups);
+    *MAIN_LOOP_NOTIFIED.borrow_mut() = false;
+}
+
+/// Whether another thread asked the main loop to look at its work.
+static MAIN_LOOP_NOTIFIED: Global<bool> = Global::new(false);
+
+/// Makes the main loop's [`wait`] return (with nothing appended, so it
+/// polls its engines): how a thread of the domain's own, such as the one
+/// reading a NetBSD interface's frames, hands work to the loop.
+pub fn notify_main_loop() {
+    *MAIN_LOOP_NOTIFIED.borrow_mut() = true;
+    sched::wake_all();
+}
+
+fn wait_for(deadline_ns: Option<u64>, wakeups: &mut Vec<Wakeup>) {
     let store_port = xenstore::store_port();
     let timer_port = time::timer_port();
     let console_port = console::port();
     let pci_deadline = pci::poll_interval_ns().map(|interval| time::monotonic_ns() + interval);
     loop {
+        let mut device_interrupt = false;
         events::take_pending(|port| {
             // The store and timer ports only wake us; their work is below.
             if port != store_port && port != timer_port && port != console_port {
                 log::trace!("event on port {port}");
                 // A device interrupt is recorded for its driver's
                 // `take_fired`; the wakeup still makes the loop poll.
-                pci::note_event(port);
+                device_interrupt |= pci::note_event(port);
                 wakeups.push(Wakeup::Port(port));
             }
         });
+        if device_interrupt {
+            // A thread of a rump kernel may be waiting for it.
+            sched::wake_all();
+        }
         while let Some(event) = xenstore::poll_watch_events() {
             if event.token == SHUTDOWN_TOKEN {
                 if let Some(request) = shutdown_request() {
@@ -202,18 +225,21 @@ pub fn wait(deadline_ns: Option<u64>, wakeups: &mut Vec<Wakeup>) {
                 time::set_timer(deadline);
             }
         }
-        if !wakeups.is_empty() {
+        if !wakeups.is_empty() || *MAIN_LOOP_NOTIFIED.borrow() {
             return;
         }
-        if let Some(pci_deadline) = pci_deadline {
-            if time::monotonic_ns() >= pci_deadline {
-                return;
-            }
-            time::set_timer(
-                deadline_ns.map_or(pci_deadline, |deadline| deadline.min(pci_deadline)),
-            );
+        if pci_deadline.is_some_and(|pci_deadline| time::monotonic_ns() >= pci_deadline) {
+            return;
         }
-        events::block();
+        // Other threads (a rump kernel's) run while we wait; the vCPU
+        // blocks once all of them wait too.
+        let until = match (deadline_ns, pci_deadline) {
+            (Some(deadline), Some(pci_deadline)) => Some(deadline.min(pci_deadline)),
+            (deadline, pci_deadline) => deadline.or(pci_deadline),
+        };
+        sched::wait_until(until, || {
+            *MAIN_LOOP_NOTIFIED.borrow() || events::any_pending()
+        });
     }
 }
 

@@ -14,12 +14,11 @@
 //!   bound shared (INTx) with [`super::pci::irq`]. The pirq's port fires
 //!   into the platform's event collection; the PCI interrupt thread of
 //!   `crate::rumpuser::pci` parks through [`super::rumpuser_host`], whose
-//!   park asks `interrupt_arrived` and so collects pending ports itself
-//!   and hands them to [`super::pci::note_event`]. That thread thereby
-//!   becomes a collector of the domain's event channels: a port that is
-//!   not a device interrupt, collected there, is masked and lost to
-//!   `pv::wait`. A domain that hosts a rump kernel runs its loop on rump
-//!   threads, so nothing else collects (see `docs/rumpuser.md`).
+//!   park asks `interrupt_arrived`. That takes only the ports
+//!   [`super::pci::note_event`] knows as device interrupts and leaves the
+//!   rest for the main loop's `pv::wait`; when `pv::wait` takes a device
+//!   interrupt first, it records it the same way and wakes the waiting
+//!   threads, so the interrupt thread sees it either way.
 //! * DMA memory: buffers of [`super::pci::dma`] (pages traded for 2 MiB
 //!   machine-contiguous extents with `XENMEM_exchange`), placed at the
 //!   alignment and boundary asked for by taking a larger buffer when the
@@ -111,7 +110,8 @@ fn perform(op: &PciOp) -> Result<front::Reply, PciHostError> {
 /// Moves device interrupts from the platform's event collection into
 /// [`Interrupts::fired`].
 fn collect_interrupts() {
-    events::take_pending(super::pci::note_event);
+    // Only device interrupts: other ports stay for the main loop.
+    events::take_pending_where(super::pci::note_event);
     let mut interrupts = INTERRUPTS.borrow_mut();
     let Interrupts { bound, fired, .. } = &mut *interrupts;
     for (index, pirq) in bound.iter().enumerate() {

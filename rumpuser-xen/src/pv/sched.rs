@@ -321,8 +321,9 @@ fn everyone_waiting() -> Option<Option<u64>> {
     Some(earliest)
 }
 
-/// After an event every waiting thread re-checks its condition.
-fn wake_all() {
+/// Makes every waiting thread re-check its condition: after an event, or
+/// when one thread took an event another one may be waiting for.
+pub fn wake_all() {
     let mut scheduler = SCHEDULER.borrow_mut();
     for thread in scheduler.threads.iter_mut().flatten() {
         if matches!(thread.state, State::Waiting(_)) {

@@ -23,15 +23,17 @@ fn bit(port: u32) -> Option<(usize, u64)> {
     (port < 4096).then(|| ((port / 64) as usize, 1u64 << (port % 64)))
 }
 
-/// Called by the main loop for every port that fired: records it if it is
-/// a device interrupt. The loop still reports the wakeup, so the engines
-/// are polled and their drivers take the interrupt.
-pub fn note_event(port: u32) {
+/// Called for every port that fired: records it if it is a device
+/// interrupt, and says whether it was. The main loop still reports the
+/// wakeup, so the engines are polled and their drivers take the interrupt.
+pub fn note_event(port: u32) -> bool {
     if let Some((word, bit)) = bit(port) {
         if DEVICE_PORTS.borrow()[word] & bit != 0 {
             FIRED.borrow_mut()[word] |= bit;
+            return true;
         }
     }
+    false
 }
 
 /// One bound interrupt.
