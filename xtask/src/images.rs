@@ -18,6 +18,11 @@ use crate::rig::{DOMAIN_IMAGES, TEST_IMAGES};
 const TARGET: &str = "x86_64-unknown-none";
 
 pub fn build(root: &Path) -> Result<(), String> {
+    let libdir = std::env::var_os("RUMP_LIBDIR").map(std::path::PathBuf::from);
+    let archives = match &libdir {
+        Some(libdir) => Some(rump_archives(libdir)?),
+        None => None,
+    };
     let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
     let mut command = Command::new(cargo);
     command
@@ -25,6 +30,11 @@ pub fn build(root: &Path) -> Result<(), String> {
         .args(["build", "--release", "--target", TARGET]);
     for name in DOMAIN_IMAGES.iter().chain(TEST_IMAGES) {
         command.args(["-p", name]);
+    }
+    if archives.is_some() {
+        // The domains' build scripts link the archives of RUMP_LIBDIR
+        // (inherited from our environment) that their drivers need.
+        command.args(["--features", &NETBSD_FEATURES.join(",")]);
     }
     let status = command
         .status()
@@ -46,8 +56,45 @@ pub fn build(root: &Path) -> Result<(), String> {
             .len();
         println!("xtask: {} ({size} bytes)", image.display());
     }
-    rump_tier(std::env::var_os("RUMP_LIBDIR").as_deref().map(Path::new))
+    let marker = destination.join(NETBSD_MARKER);
+    match (&libdir, &archives) {
+        (Some(libdir), Some(archives)) => {
+            let text = format!(
+                "NetBSD rump kernel drivers linked from {} ({} archives there: {})\n\
+                 images: {}\n",
+                libdir.display(),
+                archives.len(),
+                archives.join(" "),
+                NETBSD_FEATURES.join(" ")
+            );
+            fs::write(&marker, text).map_err(|e| format!("{}: {e}", marker.display()))?;
+            println!(
+                "xtask: NetBSD rump kernel tier built: {} hold NetBSD's drivers, linked from {} \
+                 ({})",
+                NETBSD_FEATURES.join(", "),
+                libdir.display(),
+                marker.display()
+            );
+        }
+        _ => {
+            if marker.exists() {
+                fs::remove_file(&marker).map_err(|e| format!("{}: {e}", marker.display()))?;
+            }
+            println!(
+                "xtask: NetBSD rump kernel tier skipped: RUMP_LIBDIR is not set \
+                 (the images hold the native Rust drivers only; see docs/rumpuser.md)"
+            );
+        }
+    }
+    Ok(())
 }
+
+/// The image features that link NetBSD's drivers when `RUMP_LIBDIR` is set.
+const NETBSD_FEATURES: &[&str] = &["rumpdisk/netbsd", "rumpnet/netbsd"];
+
+/// Written to `target/domains/` when the images hold NetBSD's drivers, and
+/// removed when they do not: what the rig's NetBSD tests look for.
+pub const NETBSD_MARKER: &str = "netbsd-tier";
 
 /// Removes the debug sections of the ELF at `image` in place.
 fn strip_debug(image: &Path) -> Result<(), String> {
@@ -64,28 +111,6 @@ fn strip_debug(image: &Path) -> Result<(), String> {
             image.display()
         ))
     }
-}
-
-/// The NetBSD rump kernel tier (docs/rumpuser.md): says what happens to the
-/// archives in `RUMP_LIBDIR`, never silently.
-fn rump_tier(libdir: Option<&Path>) -> Result<(), String> {
-    let Some(libdir) = libdir else {
-        println!(
-            "xtask: NetBSD rump kernel tier skipped: RUMP_LIBDIR is not set \
-             (the images hold the native Rust drivers; see docs/rumpuser.md)"
-        );
-        return Ok(());
-    };
-    let archives = rump_archives(libdir)?;
-    println!(
-        "xtask: RUMP_LIBDIR={} holds {} rump kernel archives ({}); \
-         linking them into the images is not implemented yet, so the images \
-         hold the native Rust drivers (see docs/rumpuser.md)",
-        libdir.display(),
-        archives.len(),
-        archives.join(", ")
-    );
-    Ok(())
 }
 
 /// The `librump*.a` files of `libdir`, sorted; an error unless `librump.a`

@@ -1,6 +1,8 @@
-//! The block devices the domain serves: RAM disks, and NVMe namespaces on
+//! The block devices the domain serves: RAM disks, NVMe namespaces on
 //! controllers passed through to it (`pci=[...]` in its xl config), driven
-//! by `drivers/nvme` over the platform's PCI layer (`rumpuser_xen::pv::pci`).
+//! by `drivers/nvme` over the platform's PCI layer (`rumpuser_xen::pv::pci`),
+//! and, in an image built with NetBSD's drivers (feature `netbsd`), the
+//! disks those drivers attach (`rumpuser_xen::pv::netbsd`).
 
 use alloc::boxed::Box;
 use alloc::format;
@@ -63,6 +65,9 @@ pub enum Disk {
     Ram(RamDisk),
     /// An NVMe namespace (boxed: the driver's state is large).
     Nvme(Box<NvmeDisk>),
+    /// A NetBSD driver's disk.
+    #[cfg(feature = "netbsd")]
+    Netbsd(netbsd::NetbsdDisk),
 }
 
 impl From<RamDisk> for Disk {
@@ -76,6 +81,8 @@ impl BlockDevice for Disk {
         match self {
             Self::Ram(disk) => disk.info(),
             Self::Nvme(disk) => disk.driver.info(),
+            #[cfg(feature = "netbsd")]
+            Self::Netbsd(disk) => disk.info(),
         }
     }
 
@@ -83,6 +90,8 @@ impl BlockDevice for Disk {
         match self {
             Self::Ram(disk) => disk.submit(tag, request),
             Self::Nvme(disk) => disk.driver.submit(tag, request),
+            #[cfg(feature = "netbsd")]
+            Self::Netbsd(disk) => disk.submit(tag, request),
         }
     }
 
@@ -95,6 +104,8 @@ impl BlockDevice for Disk {
                 disk.tick_if_due();
                 disk.driver.poll_completion()
             }
+            #[cfg(feature = "netbsd")]
+            Self::Netbsd(disk) => disk.poll_completion(),
         }
     }
 }
@@ -211,6 +222,160 @@ pub fn shut_down_nvme_disks(backend: &mut Blkback<Platform, Disk>, names: &[Stri
                     pv::sleep_ns(1_000_000);
                 }
             }
+        }
+    }
+}
+
+/// Serves every NetBSD disk the command line names (`disk=NAME:netbsd:UNIT`)
+/// from the NetBSD drivers linked into the image, booting the rump kernel
+/// (whose autoconfiguration attaches them to the PCI functions passed
+/// through). Refusals and failures are logged; the domain carries on with
+/// the disks that work. Without NetBSD's drivers in the image, each such
+/// word is refused with that reason.
+pub fn add_netbsd_disks(backend: &mut Blkback<Platform, Disk>, command_line: &str) {
+    let (ram_disks, _) = disks::parse_command_line(command_line);
+    let (nvme_disks, _) = disks::parse_nvme_command_line(command_line, &ram_disks);
+    let taken: Vec<&str> = ram_disks
+        .iter()
+        .map(|disk| disk.name.as_str())
+        .chain(nvme_disks.iter().map(|disk| disk.name.as_str()))
+        .collect();
+    let (specs, refused) = disks::parse_netbsd_command_line(command_line, &taken);
+    for (word, reason) in &refused {
+        log::error!("rumpdisk: ignoring disk={word}: {reason}");
+    }
+    for spec in specs {
+        #[cfg(feature = "netbsd")]
+        match netbsd::NetbsdDisk::open(&spec.unit) {
+            Ok(disk) => {
+                let info = disk.info();
+                match backend.add_device(&spec.name, Disk::Netbsd(disk)) {
+                    Ok(()) => log::info!(
+                        "rumpdisk: NetBSD {} ready, {} sectors ({} MiB), served as {}",
+                        spec.unit,
+                        info.sectors,
+                        info.sectors.saturating_mul(disks::SECTOR_SIZE) >> 20,
+                        spec.name
+                    ),
+                    Err(error) => log::error!("rumpdisk: cannot add {}: {error:?}", spec.name),
+                }
+            }
+            Err(error) => log::error!(
+                "rumpdisk: NetBSD disk {} ({}) not served: {error}",
+                spec.name,
+                spec.unit
+            ),
+        }
+        #[cfg(not(feature = "netbsd"))]
+        {
+            let _ = &backend;
+            log::error!(
+                "rumpdisk: NetBSD disk {} ({}) not served: this image holds no NetBSD drivers \
+                 (built without RUMP_LIBDIR; see docs/rumpuser.md)",
+                spec.name,
+                spec.unit
+            );
+        }
+    }
+}
+
+/// Disks of NetBSD's drivers, through the rump kernel's raw disk devices.
+#[cfg(feature = "netbsd")]
+mod netbsd {
+    use alloc::collections::VecDeque;
+
+    use blkback::{DeviceInfo, IoCompletion, IoError, IoRequest, IoTag, SubmitError};
+    use rumpuser_xen::pv::netbsd::{Errno, RawDisk};
+
+    use crate::disks::SECTOR_SIZE;
+
+    /// A NetBSD driver's disk. Requests are carried out as they are
+    /// submitted: the calling thread waits in the rump kernel while the
+    /// driver works (other threads, the rump kernel's among them, run).
+    pub struct NetbsdDisk {
+        unit: alloc::string::String,
+        disk: RawDisk,
+        done: VecDeque<IoCompletion>,
+        /// Whether a cache flush was found to be a request the driver
+        /// does not have (said once in the log).
+        no_cache_sync_logged: bool,
+    }
+
+    impl NetbsdDisk {
+        pub fn open(unit: &str) -> Result<Self, Errno> {
+            Ok(Self {
+                unit: unit.into(),
+                disk: RawDisk::open(unit)?,
+                done: VecDeque::new(),
+                no_cache_sync_logged: false,
+            })
+        }
+
+        pub fn info(&self) -> DeviceInfo {
+            DeviceInfo {
+                sectors: self.disk.bytes() / SECTOR_SIZE,
+                physical_sector_size: self.disk.sector_size(),
+                read_only: false,
+                flush: true,
+                discard: None,
+                removable: false,
+                queue_depth: 32,
+            }
+        }
+
+        fn failed(&self, what: &str, sector: u64, error: Errno) -> Result<(), IoError> {
+            log::warn!(
+                "rumpdisk: {}: {what} at sector {sector}: {error}",
+                self.unit
+            );
+            Err(IoError::Media)
+        }
+
+        pub fn submit(&mut self, tag: IoTag, request: IoRequest) -> Result<(), SubmitError> {
+            let (result, buffer) = match request {
+                IoRequest::Read { sector, mut buffer } => {
+                    let result = match self.disk.read(sector * SECTOR_SIZE, &mut buffer) {
+                        Ok(()) => Ok(()),
+                        Err(error) => self.failed("read", sector, error),
+                    };
+                    (result, buffer)
+                }
+                IoRequest::Write { sector, buffer } => {
+                    let result = match self.disk.write(sector * SECTOR_SIZE, &buffer) {
+                        Ok(()) => Ok(()),
+                        Err(error) => self.failed("write", sector, error),
+                    };
+                    (result, buffer)
+                }
+                IoRequest::Flush => {
+                    let result = match self.disk.sync_cache() {
+                        Ok(true) => Ok(()),
+                        Ok(false) => {
+                            if !core::mem::replace(&mut self.no_cache_sync_logged, true) {
+                                log::info!(
+                                    "rumpdisk: {}: the driver has no cache flush; its writes \
+                                     complete when the device has them",
+                                    self.unit
+                                );
+                            }
+                            Ok(())
+                        }
+                        Err(error) => self.failed("cache flush", 0, error),
+                    };
+                    (result, alloc::vec::Vec::new())
+                }
+                discard @ IoRequest::Discard { .. } => return Err(SubmitError::Refused(discard)),
+            };
+            self.done.push_back(IoCompletion {
+                tag,
+                result,
+                buffer,
+            });
+            Ok(())
+        }
+
+        pub fn poll_completion(&mut self) -> Option<IoCompletion> {
+            self.done.pop_front()
         }
     }
 }

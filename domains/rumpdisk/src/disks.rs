@@ -1,7 +1,9 @@
 //! The `disk=` words of the command line (`extra=` in the xl config):
 //! which disks to serve. `disk=NAME:SIZE` creates a RAM disk;
 //! `disk=NAME:ssss:bb:dd.f[/NSID]` serves namespace NSID (default 1) of the
-//! NVMe controller passed through at that PCI address (`nvme::DiskSpec`).
+//! NVMe controller passed through at that PCI address (`nvme::DiskSpec`);
+//! `disk=NAME:netbsd:UNIT` serves the raw disk of a NetBSD driver's unit
+//! (`ld0`), in an image that holds NetBSD's drivers (`docs/rumpuser.md`).
 //! The command line comes from whoever wrote the xl config, so it is
 //! checked, and a bad word is reported and skipped rather than trusted.
 
@@ -56,12 +58,7 @@ impl fmt::Display for DiskSpecError {
 /// Parses one `NAME:SIZE` value (`ram0:64M`).
 pub fn parse_disk(value: &str) -> Result<DiskSpec, DiskSpecError> {
     let (name, size) = value.split_once(':').ok_or(DiskSpecError::MissingSize)?;
-    let name_ok = !name.is_empty()
-        && name.len() <= MAX_NAME_LEN
-        && name
-            .bytes()
-            .all(|byte| byte.is_ascii_alphanumeric() || byte == b'_' || byte == b'-');
-    if !name_ok {
+    if !name_ok(name) {
         return Err(DiskSpecError::BadName);
     }
     let (digits, multiplier) = match size.as_bytes().last() {
@@ -90,9 +87,105 @@ pub fn parse_disk(value: &str) -> Result<DiskSpec, DiskSpecError> {
 /// Whether a `disk=` value names a PCI device rather than a size: a RAM
 /// disk's size never holds a `:`, `.` or `/`, a PCI address always does.
 pub fn is_nvme_word(value: &str) -> bool {
+    !is_netbsd_word(value)
+        && value
+            .split_once(':')
+            .is_some_and(|(_, rest)| rest.contains([':', '.', '/']))
+}
+
+/// Whether a `disk=` value names a NetBSD driver's unit (`NAME:netbsd:UNIT`).
+pub fn is_netbsd_word(value: &str) -> bool {
     value
         .split_once(':')
-        .is_some_and(|(_, rest)| rest.contains([':', '.', '/']))
+        .is_some_and(|(_, rest)| rest.starts_with("netbsd:"))
+}
+
+/// One NetBSD disk to serve.
+#[cfg_attr(not(target_os = "none"), allow(dead_code))]
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct NetbsdSpec {
+    /// The name vbds refer to in their `params` node.
+    pub name: String,
+    /// The driver's unit, such as `ld0`.
+    pub unit: String,
+}
+
+/// Why a NetBSD `disk=` word was refused.
+#[cfg_attr(not(target_os = "none"), allow(dead_code))]
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum NetbsdSpecError {
+    /// the name is empty, longer than 32 bytes, or not [A-Za-z0-9_-]
+    BadName,
+    /// the unit is not a driver name and a number, such as ld0
+    BadUnit,
+    /// the same name or unit appears twice
+    Duplicate,
+}
+
+impl fmt::Display for NetbsdSpecError {
+    fn fmt(&self, formatter: &mut fmt::Formatter<'_>) -> fmt::Result {
+        formatter.write_str(match self {
+            Self::BadName => "the name is empty, longer than 32 bytes, or not [A-Za-z0-9_-]",
+            Self::BadUnit => "the unit is not a driver name and a number, such as ld0",
+            Self::Duplicate => "the same name or unit appears twice",
+        })
+    }
+}
+
+fn name_ok(name: &str) -> bool {
+    !name.is_empty()
+        && name.len() <= MAX_NAME_LEN
+        && name
+            .bytes()
+            .all(|byte| byte.is_ascii_alphanumeric() || byte == b'_' || byte == b'-')
+}
+
+/// Every NetBSD `disk=` word of `command_line`, in order, refusing names
+/// already taken by `taken` (the RAM and NVMe disks).
+#[cfg_attr(not(target_os = "none"), allow(dead_code))]
+pub fn parse_netbsd_command_line(
+    command_line: &str,
+    taken: &[&str],
+) -> (Vec<NetbsdSpec>, Vec<(String, NetbsdSpecError)>) {
+    let mut disks: Vec<NetbsdSpec> = Vec::new();
+    let mut refused = Vec::new();
+    for word in command_line.split_ascii_whitespace() {
+        let Some(value) = word.strip_prefix("disk=") else {
+            continue;
+        };
+        let Some((name, unit)) = value
+            .split_once(':')
+            .and_then(|(name, rest)| Some((name, rest.strip_prefix("netbsd:")?)))
+        else {
+            continue;
+        };
+        let digits = unit.trim_start_matches(|c: char| c.is_ascii_lowercase());
+        let unit_ok = unit.len() <= 15
+            && digits.len() < unit.len()
+            && !digits.is_empty()
+            && digits.bytes().all(|byte| byte.is_ascii_digit());
+        let verdict = if !name_ok(name) {
+            Err(NetbsdSpecError::BadName)
+        } else if !unit_ok {
+            Err(NetbsdSpecError::BadUnit)
+        } else if taken.contains(&name)
+            || disks
+                .iter()
+                .any(|disk| disk.name == name || disk.unit == unit)
+        {
+            Err(NetbsdSpecError::Duplicate)
+        } else {
+            Ok(NetbsdSpec {
+                name: name.into(),
+                unit: unit.into(),
+            })
+        };
+        match verdict {
+            Ok(spec) => disks.push(spec),
+            Err(error) => refused.push((value.into(), error)),
+        }
+    }
+    (disks, refused)
 }
 
 /// Every RAM `disk=` word of `command_line`, in order: the accepted specs
@@ -105,7 +198,7 @@ pub fn parse_command_line(command_line: &str) -> (Vec<DiskSpec>, Vec<(String, Di
         let Some(value) = word.strip_prefix("disk=") else {
             continue;
         };
-        if is_nvme_word(value) {
+        if is_nvme_word(value) || is_netbsd_word(value) {
             continue;
         }
         match parse_disk(value) {
@@ -243,6 +336,44 @@ mod tests {
             [
                 ("bad".into(), DiskSpecError::MissingSize),
                 ("ram0:1M".into(), DiskSpecError::DuplicateName)
+            ]
+        );
+    }
+
+    #[test]
+    fn netbsd_words_name_a_unit() {
+        let line = "disk=ram0:64M disk=vb:netbsd:ld0 disk=nv:0000:00:05.0 disk=ram0:netbsd:ld1 \
+                    disk=x:netbsd:ld0 disk=bad:netbsd:0 disk=bad:netbsd:ld disk=b/d:netbsd:ld2 \
+                    disk=two:netbsd:ld10 disk=up:netbsd:LD3";
+        let (ram, ram_refused) = parse_command_line(line);
+        assert_eq!(ram.len(), 1);
+        assert!(ram_refused.is_empty(), "{ram_refused:?}");
+        let (nvme, nvme_refused) = parse_nvme_command_line(line, &ram);
+        assert_eq!((nvme.len(), nvme_refused.len()), (1, 0));
+        let (netbsd, refused) = parse_netbsd_command_line(line, &["ram0", "nv"]);
+        assert_eq!(
+            netbsd,
+            [
+                NetbsdSpec {
+                    name: "vb".into(),
+                    unit: "ld0".into()
+                },
+                NetbsdSpec {
+                    name: "two".into(),
+                    unit: "ld10".into()
+                }
+            ]
+        );
+        let reasons: Vec<NetbsdSpecError> = refused.iter().map(|(_, reason)| *reason).collect();
+        assert_eq!(
+            reasons,
+            [
+                NetbsdSpecError::Duplicate,
+                NetbsdSpecError::Duplicate,
+                NetbsdSpecError::BadUnit,
+                NetbsdSpecError::BadUnit,
+                NetbsdSpecError::BadName,
+                NetbsdSpecError::BadUnit
             ]
         );
     }

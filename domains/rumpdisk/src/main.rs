@@ -71,6 +71,7 @@ mod domain {
             }
         }
         let nvme_disks = crate::devices::add_nvme_disks(&mut backend, command_line);
+        crate::devices::add_netbsd_disks(&mut backend, command_line);
         log::info!("rumpdisk: {}", pv::memory_summary());
 
         if let Err(error) = backend.start(&mut platform) {

@@ -37,7 +37,7 @@ mod domain {
     use xenbus::backend::hold::{AttachHold, Verdict};
     use xenbus::backend::retire::{Outcome, Retirements};
 
-    use crate::options;
+    use crate::options::{self, UplinkChoice};
     use crate::report::VifLog;
     use crate::uplink::{Mac, Uplink};
 
@@ -58,7 +58,8 @@ mod domain {
             log::error!("rumpnet: ignoring {word}: {reason}");
         }
         let mut uplink = match options.uplink {
-            Some(address) => open_uplink(address),
+            Some(UplinkChoice::Pci(address)) => open_uplink(address),
+            Some(UplinkChoice::Netbsd(name)) => open_netbsd_uplink(name.as_str()),
             None => Uplink::None,
         };
         let config = Config {
@@ -249,6 +250,32 @@ mod domain {
                 log::error!("rumpnet: uplink {address}: {error}; serving without an uplink");
                 Uplink::None
             }
+        }
+    }
+
+    /// Brings up NetBSD's interface `name` (booting the rump kernel, whose
+    /// drivers attach to the NICs passed through); on failure, or in an
+    /// image without NetBSD's drivers, the domain serves without an uplink,
+    /// saying why.
+    fn open_netbsd_uplink(name: &str) -> Uplink<pci::PciDevice> {
+        #[cfg(feature = "netbsd")]
+        match rumpuser_xen::pv::netbsd::Interface::open(name) {
+            Ok(interface) => {
+                log::info!("rumpnet: uplink NetBSD {name} up, promiscuous, frames through bpf");
+                Uplink::Netbsd(interface)
+            }
+            Err(error) => {
+                log::error!("rumpnet: uplink NetBSD {name}: {error}; serving without an uplink");
+                Uplink::None
+            }
+        }
+        #[cfg(not(feature = "netbsd"))]
+        {
+            log::error!(
+                "rumpnet: uplink NetBSD {name}: this image holds no NetBSD drivers (built \
+                 without RUMP_LIBDIR; see docs/rumpuser.md); serving without an uplink"
+            );
+            Uplink::None
         }
     }
 

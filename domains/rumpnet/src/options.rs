@@ -19,9 +19,64 @@ pub struct Options {
     pub attach_hold_ns: u64,
     /// Queues offered to each frontend.
     pub max_queues: u32,
-    /// The PCI address of the NIC behind the switch's uplink port, passed
-    /// through to the domain (`uplink=0000:00:10.0`); none by default.
-    pub uplink: Option<Bdf>,
+    /// The device behind the switch's uplink port: a NIC passed through
+    /// to the domain (`uplink=0000:00:10.0`) or a NetBSD driver's
+    /// interface (`uplink=netbsd:wm0`); none by default.
+    pub uplink: Option<UplinkChoice>,
+}
+
+/// What the switch's uplink port is.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum UplinkChoice {
+    /// The NIC passed through at this PCI address, driven by
+    /// `drivers/e1000`.
+    Pci(Bdf),
+    /// A network interface of NetBSD's drivers, in an image that holds them.
+    Netbsd(InterfaceName),
+}
+
+/// As on the command line: `0000:00:10.0` or `netbsd:wm0`.
+impl fmt::Display for UplinkChoice {
+    fn fmt(&self, formatter: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Self::Pci(address) => write!(formatter, "{address}"),
+            Self::Netbsd(name) => write!(formatter, "netbsd:{}", name.as_str()),
+        }
+    }
+}
+
+/// A NetBSD interface name: a driver name and a unit number (`wm0`), at
+/// most 15 bytes (`IFNAMSIZ` less the NUL).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct InterfaceName {
+    bytes: [u8; 15],
+    length: u8,
+}
+
+impl InterfaceName {
+    /// `name` if it is a lower-case driver name followed by digits.
+    pub fn parse(name: &str) -> Option<Self> {
+        let digits = name.trim_start_matches(|c: char| c.is_ascii_lowercase());
+        let valid = name.len() <= 15
+            && !digits.is_empty()
+            && digits.len() < name.len()
+            && digits.bytes().all(|byte| byte.is_ascii_digit());
+        if !valid {
+            return None;
+        }
+        let mut bytes = [0; 15];
+        bytes[..name.len()].copy_from_slice(name.as_bytes());
+        Some(Self {
+            bytes,
+            length: name.len() as u8,
+        })
+    }
+
+    /// The name.
+    pub fn as_str(&self) -> &str {
+        // Built from a `&str` of ASCII bytes only.
+        core::str::from_utf8(&self.bytes[..usize::from(self.length)]).unwrap_or_default()
+    }
 }
 
 impl Default for Options {
@@ -44,6 +99,8 @@ pub enum OptionError {
     OutOfRange,
     /// not a PCI address
     Address(BdfError),
+    /// not a NetBSD interface name such as wm0
+    Interface,
 }
 
 impl fmt::Display for OptionError {
@@ -52,6 +109,7 @@ impl fmt::Display for OptionError {
             Self::NotANumber => formatter.write_str("not a whole number"),
             Self::OutOfRange => formatter.write_str("out of range"),
             Self::Address(error) => write!(formatter, "not a PCI address: {error}"),
+            Self::Interface => formatter.write_str("not a NetBSD interface name such as wm0"),
         }
     }
 }
@@ -92,9 +150,14 @@ pub fn parse(command_line: &str) -> (Options, Vec<Refusal>) {
             // xen/io/netif.h allows any count; Linux netback offers up to
             // 8 by default. More queues than this only cost memory here.
             "max-queues" => number(value, 1..=8).map(|queues| options.max_queues = queues as u32),
-            "uplink" => Bdf::parse(value)
-                .map(|address| options.uplink = Some(address))
-                .map_err(OptionError::Address),
+            "uplink" => match value.strip_prefix("netbsd:") {
+                Some(name) => InterfaceName::parse(name)
+                    .map(|name| options.uplink = Some(UplinkChoice::Netbsd(name)))
+                    .ok_or(OptionError::Interface),
+                None => Bdf::parse(value)
+                    .map(|address| options.uplink = Some(UplinkChoice::Pci(address)))
+                    .map_err(OptionError::Address),
+            },
             _ => continue,
         };
         if let Err(error) = result {
@@ -127,14 +190,30 @@ mod tests {
                 statistics_interval_ns: 2_000_000_000,
                 attach_hold_ns: 0,
                 max_queues: 1,
-                uplink: Some(Bdf {
+                uplink: Some(UplinkChoice::Pci(Bdf {
                     segment: 0,
                     bus: 0,
                     device: 0x10,
                     function: 0
-                }),
+                })),
             }
         );
+    }
+
+    #[test]
+    fn a_netbsd_interface_can_be_the_uplink() {
+        let (options, refused) = parse(
+            "uplink=netbsd:wm0 uplink=netbsd:wm uplink=netbsd:0 uplink=netbsd:Wm1 \
+             uplink=netbsd:averyveryverylong0",
+        );
+        let Some(UplinkChoice::Netbsd(name)) = options.uplink else {
+            panic!("{options:?}");
+        };
+        assert_eq!(name.as_str(), "wm0");
+        assert_eq!(refused.len(), 4);
+        assert!(refused
+            .iter()
+            .all(|(_, reason)| *reason == OptionError::Interface));
     }
 
     #[test]

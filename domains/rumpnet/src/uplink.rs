@@ -1,6 +1,8 @@
 //! The switch's uplink port: a NIC passed through to the domain
 //! (`uplink=ADDRESS` on the command line, `pci=[...]` in the xl config),
-//! driven by `drivers/e1000`, or nothing.
+//! driven by `drivers/e1000`; in an image holding NetBSD's drivers, an
+//! interface of theirs (`uplink=netbsd:wm0`, frames through
+//! `rumpuser_xen::pv::netbsd::Interface`); or nothing.
 //!
 //! [`Uplink`] is what the main loop hands to netback as its
 //! [`NetDevice`]. Besides moving frames it needs looking after on every
@@ -51,6 +53,10 @@ pub enum Uplink<D: PciDevice> {
     /// An 82540EM, with the resets spent on it so far (boxed: the
     /// driver's state is large).
     E1000(Box<E1000<D>>, u32),
+    /// A NetBSD driver's interface. It takes no offloads: frames go out
+    /// as netback completes them, and come in with checksums unchecked.
+    #[cfg(all(feature = "netbsd", target_os = "none"))]
+    Netbsd(rumpuser_xen::pv::netbsd::Interface),
 }
 
 impl<D: PciDevice> fmt::Debug for Uplink<D> {
@@ -58,6 +64,8 @@ impl<D: PciDevice> fmt::Debug for Uplink<D> {
         match self {
             Self::None => formatter.write_str("no uplink"),
             Self::E1000(driver, _) => write!(formatter, "e1000 {}", Mac(driver.mac_address())),
+            #[cfg(all(feature = "netbsd", target_os = "none"))]
+            Self::Netbsd(interface) => write!(formatter, "NetBSD {}", interface.name()),
         }
     }
 }
@@ -71,14 +79,14 @@ impl<D: PciDevice> Uplink<D> {
 
     /// Whether there is a device (the switch then has an uplink port).
     pub fn is_present(&self) -> bool {
-        matches!(self, Self::E1000(..))
+        !matches!(self, Self::None)
     }
 
-    /// The driver, if there is one.
+    /// The e1000 driver, if that is the device.
     pub fn driver(&self) -> Option<&E1000<D>> {
         match self {
-            Self::None => None,
             Self::E1000(driver, _) => Some(driver),
+            _ => None,
         }
     }
 
@@ -88,6 +96,18 @@ impl<D: PciDevice> Uplink<D> {
     /// on a stall, one bring-up.
     pub fn tend(&mut self) -> Tended {
         let mut tended = Tended::default();
+        #[cfg(all(feature = "netbsd", target_os = "none"))]
+        if let Self::Netbsd(interface) = self {
+            match interface.pending() {
+                Ok(pending) => tended.rx_pending = pending,
+                Err(error) => {
+                    log::error!("rumpnet: uplink: {error}; going on without it");
+                    *self = Self::None;
+                    tended.lost = true;
+                }
+            }
+            return tended;
+        }
         let Self::E1000(driver, resets) = self else {
             return tended;
         };
@@ -125,7 +145,7 @@ impl<D: PciDevice> Uplink<D> {
                 *self = Self::E1000(driver, resets);
                 tended.reset = true;
             }
-            Ok(Self::None) => tended.lost = true,
+            Ok(_) => tended.lost = true,
             Err((error, _)) => {
                 log::error!("rumpnet: uplink: bring-up after the reset failed: {error}");
                 tended.lost = true;
@@ -139,6 +159,8 @@ impl<D: PciDevice> Uplink<D> {
         match self {
             Self::None => false,
             Self::E1000(driver, _) => driver.rx_pending().unwrap_or(false),
+            #[cfg(all(feature = "netbsd", target_os = "none"))]
+            Self::Netbsd(interface) => interface.pending().unwrap_or(false),
         }
     }
 
@@ -146,8 +168,8 @@ impl<D: PciDevice> Uplink<D> {
     /// to the caller, who may hand it back to the platform.
     pub fn shutdown(self) -> Option<D> {
         match self {
-            Self::None => None,
             Self::E1000(driver, _) => Some(driver.shutdown()),
+            _ => None,
         }
     }
 }
@@ -157,6 +179,8 @@ impl<D: PciDevice> NetDevice for Uplink<D> {
         match self {
             Self::None => Offloads::NONE,
             Self::E1000(driver, _) => driver.offloads(),
+            #[cfg(all(feature = "netbsd", target_os = "none"))]
+            Self::Netbsd(_) => Offloads::NONE,
         }
     }
 
@@ -164,6 +188,11 @@ impl<D: PciDevice> NetDevice for Uplink<D> {
         match self {
             Self::None => Err(DeviceError::LinkDown),
             Self::E1000(driver, _) => driver.transmit(frame),
+            #[cfg(all(feature = "netbsd", target_os = "none"))]
+            Self::Netbsd(interface) => interface.send(&frame.data).map_err(|error| {
+                log::debug!("rumpnet: uplink: send: {error}");
+                DeviceError::Busy
+            }),
         }
     }
 
@@ -171,6 +200,12 @@ impl<D: PciDevice> NetDevice for Uplink<D> {
         match self {
             Self::None => None,
             Self::E1000(driver, _) => NetDevice::receive(&mut **driver),
+            #[cfg(all(feature = "netbsd", target_os = "none"))]
+            Self::Netbsd(interface) => interface.receive().ok().flatten().map(|data| Frame {
+                data,
+                checksum: netback::ChecksumState::Complete,
+                gso: None,
+            }),
         }
     }
 }

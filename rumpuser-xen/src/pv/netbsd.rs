@@ -36,8 +36,9 @@ use pcidev::DmaBuffer;
 
 use super::pci::{dma, XenDmaBuffer};
 use super::{sched, Global};
+pub use crate::netbsd::Errno;
 use crate::netbsd::{
-    split_bpf_buffer, Errno, IfReq, AF_ROUTE, BIOCGBLEN, BIOCIMMEDIATE, BIOCPROMISC, BIOCSETIF,
+    split_bpf_buffer, IfReq, AF_ROUTE, BIOCGBLEN, BIOCIMMEDIATE, BIOCPROMISC, BIOCSETIF,
     BIOCSHDRCMPLT, BIOCSSEESENT, BPF_HEADER_BYTES, DIOCCACHESYNC, DIOCGMEDIASIZE, DIOCGSECTORSIZE,
     IFF_UP, O_RDWR, SIOCGIFFLAGS, SIOCSIFFLAGS, SOCK_RAW,
 };
@@ -407,6 +408,16 @@ impl Interface {
         match received.frames.pop_front() {
             Some(frame) => Ok(Some(frame)),
             None => received.failed.map_or(Ok(None), Err),
+        }
+    }
+
+    /// Whether a frame waits for [`Interface::receive`]; an error once
+    /// reading frames failed for good and none are left.
+    pub fn pending(&self) -> Result<bool, Errno> {
+        let received = self.received.borrow();
+        match (received.frames.is_empty(), received.failed) {
+            (true, Some(error)) => Err(error),
+            (empty, _) => Ok(!empty),
         }
     }
 
