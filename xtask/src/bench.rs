@@ -357,13 +357,13 @@ pub fn run(rig: &Rig, from_log: Option<&Path>) -> Result<bool, String> {
     println!("xtask: wrote {}", path.display());
     println!(
         "bench: {}",
-        if verdict.passed {
+        if verdict.passed() {
             "Linux baseline complete"
         } else {
             &verdict.detail
         }
     );
-    Ok(verdict.passed)
+    Ok(verdict.passed())
 }
 
 /// Image sizes are properties of files on this host, not of the boot.

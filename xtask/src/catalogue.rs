@@ -137,6 +137,21 @@ pub const RUMPNET_E1000: &[Test] = &[
     ),
 ];
 
+/// NetBSD's own drivers in our domains, from rump kernel archives linked
+/// into the images (`RUMP_LIBDIR`, docs/rumpuser.md): ld@virtio on QEMU's
+/// legacy virtio-blk at 00:13.0 in rumpdisk, wm(4) on the e1000 at 00:10.0
+/// as rumpnet's uplink. Without those images each test reports SKIP.
+pub const NETBSD: &[Test] = &[
+    test(
+        "rumpdisk-netbsd",
+        "NetBSD's ld0 (virtio-blk passed through) served by rumpdisk: guests and dom0 write and verify",
+    ),
+    test(
+        "rumpnet-netbsd",
+        "NetBSD's wm0 as rumpnet's uplink: a guest pings dom0 and runs iperf3 over the e1000 wire",
+    ),
+];
+
 /// The rumpuser(3) hypercalls on real Xen: `target/domains/rumpuser-smoke`
 /// (`tests/rumpuser-smoke`) plays a rump kernel against the Xen host.
 pub const RUMPUSER: &[Test] = &[test(
@@ -177,6 +192,7 @@ pub const GROUPS: &[(&str, &[&[Test]])] = &[
     ("passthrough", &[RUMPDISK_NVME, RUMPNET_E1000]),
     ("ours", &[RUMPDISK_BOOT, RUMPDISK, RUMPNET]),
     ("rumpuser", &[RUMPUSER]),
+    ("netbsd", &[NETBSD]),
     ("all", ALL),
 ];
 
@@ -192,6 +208,7 @@ const ALL: &[&[Test]] = &[
     RUMPNET,
     RUMPNET_E1000,
     RUMPUSER,
+    NETBSD,
 ];
 
 fn all_tests() -> impl Iterator<Item = &'static Test> {
@@ -298,6 +315,18 @@ mod tests {
         let selected = select(&words(&["hello,rumpdisk", "hello", "rumpdisk-rw"])).unwrap();
         assert_eq!(selected[0], "hello");
         assert_eq!(selected.len(), 1 + RUMPDISK_BOOT.len() + RUMPDISK.len());
+    }
+
+    #[test]
+    fn the_netbsd_tests_are_selectable_but_not_in_ci() {
+        let group = select(&words(&["netbsd"])).unwrap();
+        assert_eq!(group, ["rumpdisk-netbsd", "rumpnet-netbsd"]);
+        let default = select(&[]).unwrap();
+        assert!(group.iter().all(|name| !default.contains(name)));
+        assert_eq!(
+            select(&words(&["rumpnet-netbsd"])).unwrap(),
+            ["rumpnet-netbsd"]
+        );
     }
 
     #[test]

@@ -98,7 +98,7 @@ fn e2e(root: PathBuf, words: &[String]) -> Result<bool, String> {
     let results = rig::results(&boot, &tests);
 
     println!();
-    for failed in results.iter().filter(|r| !r.passed) {
+    for failed in results.iter().filter(|r| r.verdict == rig::Verdict::Fail) {
         println!("==== {} FAILED: {}", failed.name, failed.detail);
         let lines = rig::section(&boot, &failed.name);
         println!(
@@ -118,15 +118,14 @@ fn e2e(root: PathBuf, words: &[String]) -> Result<bool, String> {
         boot.directory.display()
     );
     for result in &results {
-        println!(
-            "{:<4} {:<20} {}",
-            if result.passed { "PASS" } else { "FAIL" },
-            result.name,
-            result.detail
-        );
+        let verdict = match result.verdict {
+            rig::Verdict::Pass => "PASS",
+            rig::Verdict::Fail => "FAIL",
+            rig::Verdict::Skip => "SKIP",
+        };
+        println!("{verdict:<4} {:<20} {}", result.name, result.detail);
     }
-    let passed = results.iter().filter(|r| r.passed).count();
-    let failed = results.len() - passed;
-    println!("{passed} passed, {failed} failed");
-    Ok(failed == 0 && boot.ending == rig::Ending::Finished)
+    println!("{}", rig::tally(&results));
+    let failed = results.iter().any(|r| r.verdict == rig::Verdict::Fail);
+    Ok(!failed && boot.ending == rig::Ending::Finished)
 }

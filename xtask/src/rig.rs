@@ -29,6 +29,11 @@ pub const DOMAIN_IMAGES: &[&str] = &["rumpdisk", "rumpnet"];
 /// Test images built and shipped like the domains (to `target/domains/`
 /// and the payload's `domains/`), but booted only by their rig tests.
 pub const TEST_IMAGES: &[&str] = &["rumpuser-smoke"];
+/// The file in `target/domains/` that says the images hold NetBSD's rump
+/// kernel drivers (`cargo xtask build` with `RUMP_LIBDIR`, see
+/// docs/rumpuser.md). It travels with the images; the `netbsd` tests skip
+/// without it.
+pub const NETBSD_TIER_MARKER: &str = "netbsd-tier";
 
 /// Where things live.
 pub struct Rig {
@@ -38,11 +43,27 @@ pub struct Rig {
     pub cache: PathBuf,
 }
 
+/// What a test reported.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub enum Verdict {
+    Pass,
+    Fail,
+    /// The test could not run here (for example, the images lack what it
+    /// needs) and said why: neither a pass nor a failure.
+    Skip,
+}
+
 /// Verdict of one requested test.
 pub struct TestResult {
     pub name: String,
-    pub passed: bool,
+    pub verdict: Verdict,
     pub detail: String,
+}
+
+impl TestResult {
+    pub fn passed(&self) -> bool {
+        self.verdict == Verdict::Pass
+    }
 }
 
 /// How a boot ended.
@@ -183,6 +204,10 @@ impl Rig {
                 }
             }
         }
+        let marker = self.root.join("target/domains").join(NETBSD_TIER_MARKER);
+        if marker.is_file() {
+            copy(&marker, &tree.join("domains").join(NETBSD_TIER_MARKER))?;
+        }
         let image = directory.join("payload.ext4");
         let megabytes = tree_size(&tree) / (1 << 20) + 64;
         run(Command::new("mke2fs")
@@ -192,6 +217,18 @@ impl Rig {
             .arg(format!("{megabytes}M")))?;
         fs::remove_dir_all(&tree).map_err(io_error("payload tree"))?;
         Ok(image)
+    }
+
+    /// `target/rig/NAME`, a sparse 64 MiB raw disk for a passed-through
+    /// device, made on first use and kept across boots like a real disk.
+    fn disk_image(&self, name: &str) -> Result<PathBuf, String> {
+        let path = self.root.join("target/rig").join(name);
+        if !path.exists() {
+            fs::File::create(&path)
+                .and_then(|file| file.set_len(64 << 20))
+                .map_err(|e| format!("{}: {e}", path.display()))?;
+        }
+        Ok(path)
     }
 
     /// Boots Xen and dom0 once and runs `tests` in order.
@@ -218,12 +255,11 @@ impl Rig {
         // An NVMe controller at 00:11.0 for PCI passthrough into rumpdisk
         // (tests-rumpdisk-nvme.sh), backed by a sparse file that outlives
         // the boot like a real disk would.
-        let nvme_image = self.root.join("target/rig/nvme.img");
-        if !nvme_image.exists() {
-            fs::File::create(&nvme_image)
-                .and_then(|file| file.set_len(64 << 20))
-                .map_err(io_error("target/rig/nvme.img"))?;
-        }
+        let nvme_image = self.disk_image("nvme.img")?;
+        // A legacy virtio-blk function at 00:13.0 for NetBSD's ld@virtio in
+        // rumpdisk (tests-netbsd.sh): NetBSD's rump virtio driver knows only
+        // legacy devices (I/O BAR0, device ids 0x1000-0x103f, revision 0).
+        let virtio_image = self.disk_image("virtio-blk.img")?;
         let mut qemu = Command::new("qemu-system-x86_64");
         qemu.args(["-machine", "q35", "-accel", "tcg", "-cpu", "qemu64,+npt", "-smp", "2", "-m", "3072"])
             .args(["-device", "intel-iommu,intremap=on"])
@@ -250,6 +286,9 @@ impl Rig {
             .arg("-drive")
             .arg(format!("file={},format=raw,if=none,id=nvme0", nvme_image.display()))
             .args(["-device", "nvme,drive=nvme0,serial=rignvme,addr=0x11"])
+            .arg("-drive")
+            .arg(format!("file={},format=raw,if=none,id=vblk0", virtio_image.display()))
+            .args(["-device", "virtio-blk-pci,drive=vblk0,disable-modern=on,addr=0x13"])
             // Two e1000 NICs on one emulated wire (a QEMU hub): 00:10.0 for
             // passthrough into rumpnet as its uplink, 00:12.0 for dom0's
             // Linux e1000 driver (tests-rumpnet-e1000.sh).
@@ -401,18 +440,21 @@ pub fn results(boot: &Boot, tests: &[&str]) -> Vec<TestResult> {
     tests
         .iter()
         .map(|name| {
-            let verdicts: Vec<(bool, String)> = boot
+            let verdicts: Vec<(Verdict, String)> = boot
                 .lines
                 .iter()
                 .filter_map(|line| parse_result(line))
                 .filter(|(test, _, _)| test == name)
-                .map(|(_, passed, detail)| (passed, detail))
+                .map(|(_, verdict, detail)| (verdict, detail))
                 .collect();
-            let (passed, detail) = match verdicts.iter().find(|(passed, _)| !passed) {
+            let failure = verdicts
+                .iter()
+                .find(|(verdict, _)| *verdict == Verdict::Fail);
+            let (verdict, detail) = match failure {
                 Some(failure) => failure.clone(),
                 None => verdicts.into_iter().next().unwrap_or_else(|| {
                     (
-                        false,
+                        Verdict::Fail,
                         format!(
                             "no result: the boot ended ({:?}) before this test reported",
                             boot.ending
@@ -422,24 +464,41 @@ pub fn results(boot: &Boot, tests: &[&str]) -> Vec<TestResult> {
             };
             TestResult {
                 name: name.to_string(),
-                passed,
+                verdict,
                 detail,
             }
         })
         .collect()
 }
 
-/// `RIG-RESULT <test> PASS|FAIL <detail>` anywhere on a line.
-fn parse_result(line: &str) -> Option<(String, bool, String)> {
+/// The last line of a run: `N passed, M failed`, and `, K skipped` when
+/// tests skipped.
+pub fn tally(results: &[TestResult]) -> String {
+    let count = |verdict| results.iter().filter(|r| r.verdict == verdict).count();
+    let mut line = format!(
+        "{} passed, {} failed",
+        count(Verdict::Pass),
+        count(Verdict::Fail)
+    );
+    let skipped = count(Verdict::Skip);
+    if skipped > 0 {
+        line.push_str(&format!(", {skipped} skipped"));
+    }
+    line
+}
+
+/// `RIG-RESULT <test> PASS|FAIL|SKIP <detail>` anywhere on a line.
+fn parse_result(line: &str) -> Option<(String, Verdict, String)> {
     let rest = &line[line.find("RIG-RESULT ")? + "RIG-RESULT ".len()..];
     let mut words = rest.splitn(3, ' ');
     let name = words.next()?.to_string();
-    let passed = match words.next()? {
-        "PASS" => true,
-        "FAIL" => false,
+    let verdict = match words.next()? {
+        "PASS" => Verdict::Pass,
+        "FAIL" => Verdict::Fail,
+        "SKIP" => Verdict::Skip,
         _ => return None,
     };
-    Some((name, passed, words.next().unwrap_or("").to_string()))
+    Some((name, verdict, words.next().unwrap_or("").to_string()))
 }
 
 /// The serial lines of one test, between its BEGIN and END markers.
@@ -528,9 +587,9 @@ mod tests {
     #[test]
     fn results_are_read_from_anywhere_on_a_line() {
         let line = "[  12.5] RIG-RESULT linux-blk FAIL step 'write': md5 differs";
-        let (name, passed, detail) = parse_result(line).unwrap();
+        let (name, verdict, detail) = parse_result(line).unwrap();
         assert_eq!(name, "linux-blk");
-        assert!(!passed);
+        assert_eq!(verdict, Verdict::Fail);
         assert_eq!(detail, "step 'write': md5 differs");
         assert!(parse_result("[ 1.0] RIG-RESULT hello MAYBE").is_none());
     }
@@ -549,8 +608,32 @@ mod tests {
             seconds: 1.0,
         };
         let verdicts = results(&boot, &["hello", "two", "absent"]);
-        assert!(verdicts[0].passed);
-        assert!(!verdicts[1].passed && verdicts[1].detail == "second");
-        assert!(!verdicts[2].passed && verdicts[2].detail.contains("Timeout"));
+        assert!(verdicts[0].passed());
+        assert!(verdicts[1].verdict == Verdict::Fail && verdicts[1].detail == "second");
+        assert!(verdicts[2].verdict == Verdict::Fail && verdicts[2].detail.contains("Timeout"));
+    }
+
+    #[test]
+    fn a_skip_is_neither_a_pass_nor_a_failure() {
+        let boot = Boot {
+            directory: PathBuf::new(),
+            serial_log: PathBuf::new(),
+            lines: vec![
+                "[1] RIG-RESULT hello PASS up".into(),
+                "[2] RIG-RESULT netbsd SKIP images built without RUMP_LIBDIR".into(),
+                "[3] RIG-RESULT broken SKIP first".into(),
+                "[4] RIG-RESULT broken FAIL then".into(),
+            ],
+            ending: Ending::Finished,
+            seconds: 1.0,
+        };
+        let verdicts = results(&boot, &["hello", "netbsd", "broken"]);
+        assert_eq!(verdicts[1].verdict, Verdict::Skip);
+        assert!(!verdicts[1].passed());
+        assert_eq!(verdicts[1].detail, "images built without RUMP_LIBDIR");
+        // A failure reported after a skip still fails the test.
+        assert_eq!(verdicts[2].verdict, Verdict::Fail);
+        assert_eq!(tally(&verdicts), "1 passed, 1 failed, 1 skipped");
+        assert_eq!(tally(&verdicts[..1]), "1 passed, 0 failed");
     }
 }

@@ -69,4 +69,4 @@ done
 # domains would only cost time.
 xl list
 log "all tests took $(since "$BOOTED") s"
-echo "RIG-SUMMARY $PASSED passed, $FAILED failed"
+echo "RIG-SUMMARY $PASSED passed, $FAILED failed, $SKIPPED skipped"

@@ -1,7 +1,7 @@
 # Helpers for the dom0 side of the rig (sourced by dom0-main.sh and the
 # test files). Output conventions the host (xtask) parses:
 #   RIG-TEST-BEGIN <test>     RIG-TEST-END <test>
-#   RIG-RESULT <test> PASS|FAIL <detail>
+#   RIG-RESULT <test> PASS|FAIL|SKIP <detail>
 #   RIG-BENCH backend=<name> metric=<metric> value=<number> [unit=<unit>]
 
 now() { cut -d' ' -f1 /proc/uptime; }
@@ -10,10 +10,18 @@ log() { echo "RIG[$(now)] $*"; }
 
 PASSED=0
 FAILED=0
+SKIPPED=0
 pass() { # pass TEST detail...
   local test=$1; shift
   echo "RIG-RESULT $test PASS $*"
   PASSED=$((PASSED + 1))
+}
+# skip TEST REASON: the test cannot run with what this boot has (say, images
+# built without what it needs); neither a pass nor a failure.
+skip() {
+  local test=$1; shift
+  echo "RIG-RESULT $test SKIP $*"
+  SKIPPED=$((SKIPPED + 1))
 }
 # fail TEST STEP DETAIL [DOMAIN...]: report which step failed and why, then
 # leave the evidence in the serial log: the console tail of every domain
@@ -61,6 +69,36 @@ domain_exists() { xl domid "$1" >/dev/null 2>&1; }
 # True when xl reports the domain as crashed ('c') or dying ('d').
 domain_crashed() { xl list "$1" 2>/dev/null | awk 'NR == 2 {exit !($5 ~ /[cd]/)}'; }
 destroy_domain() { domain_exists "$1" && xl destroy "$1" >/dev/null 2>&1; true; }
+# console_settled DOMAIN REGEX: the console has a line matching REGEX, or
+# the domain is gone or crashed and no such line will come.
+console_settled() { console_has "$1" "$2" || ! domain_exists "$1" || domain_crashed "$1"; }
+
+# pci_assignable ADDRESS: hand the PCI function at ADDRESS to pciback (from
+# whichever dom0 driver had it), unless pciback has it already. The function
+# must not belong to a running domain.
+pci_assignable() {
+  modprobe xen-pciback 2>/dev/null
+  xl pci-assignable-list | grep -q "$1" && return 0
+  xl pci-assignable-add "$1"
+}
+
+# driver_domain_create TEST NAME CONFIG [WORDS]: xl create one of our driver
+# domains from /rig/xl-configs/CONFIG.cfg, booting /rig/domains/NAME, with
+# WORDS added to its command line, on a fresh console log; fail TEST if xl
+# create fails. Waiting for the domain to be ready is the caller's.
+driver_domain_create() {
+  local test=$1 name=$2 config=$3
+  destroy_domain "$name"
+  sed -E -e "s|^[[:space:]]*kernel[[:space:]]*=.*|kernel = \"/rig/domains/$name\"|" \
+         -e "s|^([[:space:]]*extra[[:space:]]*=[[:space:]]*\"[^\"]*)\"|\\1 ${4:-}\"|" \
+    "/rig/xl-configs/$config.cfg" > "/tmp/$config.cfg"
+  grep '^extra' "/tmp/$config.cfg"
+  rm -f "$(console_log "$name")"
+  if ! xl create "/tmp/$config.cfg" > "/tmp/$config.create.log" 2>&1; then
+    cat "/tmp/$config.create.log"
+    fail "$test" "xl create $config.cfg" "$(tail -2 "/tmp/$config.create.log" | tr '\n' ' ')"; return 1
+  fi
+}
 
 GUEST_KERNEL=/rig/vmlinux
 GUEST_RAMDISK=/rig/initramfs.cpio.gz

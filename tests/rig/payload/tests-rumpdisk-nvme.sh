@@ -9,9 +9,7 @@ NVME_VERDICT_REGEX='NVMe disk nvme0 (ready|\(.*\) not served)'
 # to a running domain for that); fail TEST otherwise.
 nvme_assignable() {
   destroy_domain rumpdisk
-  modprobe xen-pciback 2>/dev/null
-  xl pci-assignable-list | grep -q "$NVME_ADDRESS" && return 0
-  xl pci-assignable-add "$NVME_ADDRESS" && return 0
+  pci_assignable "$NVME_ADDRESS" && return 0
   fail "$1" "pci-assignable-add" "xl pci-assignable-add $NVME_ADDRESS failed"
   return 1
 }
@@ -20,18 +18,9 @@ nvme_assignable() {
 # with WORDS added to its command line, and wait until it serves with nvme0
 # ready; fail TEST otherwise.
 nvme_rumpdisk_up() {
-  destroy_domain rumpdisk
-  sed -E -e 's|^[[:space:]]*kernel[[:space:]]*=.*|kernel = "/rig/domains/rumpdisk"|' \
-         -e "s|^([[:space:]]*extra[[:space:]]*=[[:space:]]*\"[^\"]*)\"|\\1 ${2:-}\"|" \
-    /rig/xl-configs/rumpdisk-nvme.cfg > /tmp/rumpdisk-nvme.cfg
-  grep '^extra' /tmp/rumpdisk-nvme.cfg
-  rm -f "$(console_log rumpdisk)"
   local started
   started=$(now)
-  if ! xl create /tmp/rumpdisk-nvme.cfg > /tmp/rumpdisk-nvme.create.log 2>&1; then
-    cat /tmp/rumpdisk-nvme.create.log
-    fail "$1" "xl create rumpdisk-nvme.cfg" "$(tail -2 /tmp/rumpdisk-nvme.create.log | tr '\n' ' ')"; return 1
-  fi
+  driver_domain_create "$1" rumpdisk rumpdisk-nvme "${2:-}" || return 1
   # The NVMe disk is brought up before rumpdisk starts serving; its
   # verdict comes first (a "serving nothing" warning may come earlier still).
   if ! wait_for 180 console_has rumpdisk "$NVME_VERDICT_REGEX"; then
@@ -59,14 +48,8 @@ test_rumpdisk_nvme_modes() { nvme_other_modes "$1"; destroy_domain rumpdisk; }
 nvme_write_restart_read() {
   nvme_assignable "$1" || return
   nvme_rumpdisk_up "$1" || return
-  start_guest rn-writer "wait:xvdb+write:xvdb:0:8+read:xvdb:0:8" || { fail "$1" "xl create rn-writer" "see above"; return; }
-  rumpdisk_attach rn-writer xvdb nvme0 || { fail "$1" "block-attach" "xl block-attach failed" rumpdisk rn-writer; return; }
-  wait_step rn-writer 2 180 || { fail "$1" "guest write" "$(step_line rn-writer 2)" rn-writer rumpdisk; return; }
-  wait_step rn-writer 3 60 || { fail "$1" "guest read back" "$(step_line rn-writer 3)" rn-writer rumpdisk; return; }
-  local wrote read
-  wrote=$(step_value rn-writer 2 wrote)
-  read=$(step_value rn-writer 3 md5)
-  [ "$read" = "$wrote" ] || { fail "$1" "read back" "wrote $wrote, read $read" rn-writer rumpdisk; return; }
+  rumpdisk_guest_write_read "$1" rn-writer nvme0 0 || return
+  local wrote=$RUMPDISK_WROTE
   destroy_domain rn-writer
   dump_console rumpdisk 40
   local id
@@ -91,25 +74,14 @@ nvme_write_restart_read() {
 nvme_dom0_fio() {
   nvme_assignable "$1" || return
   nvme_rumpdisk_up "$1" || return
-  rumpdisk_attach 0 xvdd nvme0 || { fail "$1" "block-attach to dom0" "xl block-attach failed" rumpdisk; return; }
-  if ! wait_for 60 test -b /dev/xvdd; then
-    fail "$1" "dom0 blkfront" "/dev/xvdd never appeared in dom0" rumpdisk; return
-  fi
-  if ! fio --name=nvme-verify --filename=/dev/xvdd --direct=1 --ioengine=libaio --rw=randwrite \
-      --bsrange=4k-256k --iodepth=32 --size=32M --verify=crc32c --do_verify=1 > /tmp/fio-nvme.out 2>&1; then
-    tail -20 /tmp/fio-nvme.out
-    fail "$1" "fio verify" "fio reported errors on /dev/xvdd" rumpdisk; return
-  fi
-  timeout 60 xl block-detach 0 xvdd ||
-    { fail "$1" "block-detach" "xl block-detach failed or hung" rumpdisk; return; }
-  wait_for 30 test ! -e /dev/xvdd || { fail "$1" "detach" "/dev/xvdd still present in dom0" rumpdisk; return; }
+  rumpdisk_dom0_fio "$1" nvme0 --size=32M || return
   our_still_running rumpdisk || { fail "$1" "after the test" "rumpdisk is no longer running" rumpdisk; return; }
   # xl shutdown: the controller is shut down normally (its cache written back) before poweroff.
   timeout 90 xl shutdown -w rumpdisk >/dev/null 2>&1 || { fail "$1" "xl shutdown rumpdisk" "did not finish in 90 s" rumpdisk; return; }
   dump_console rumpdisk 20
   console_has rumpdisk "nvme0: NVMe controller shut down" ||
     { fail "$1" "controller shutdown" "no 'NVMe controller shut down' on rumpdisk's console"; return; }
-  pass "$1" "fio randwrite 4k-256k, iodepth 32, verify of 32 MiB on nvme0: $(grep -o 'IOPS=[^,]*, BW=[^ ]*' /tmp/fio-nvme.out | head -1); detached; xl shutdown shut the controller down"
+  pass "$1" "fio randwrite 4k-256k, iodepth 32, verify of 32 MiB on nvme0: $RUMPDISK_FIO_RATE; detached; xl shutdown shut the controller down"
 }
 
 # The other ways of taking the controller's completions: the legacy INTx
@@ -119,7 +91,7 @@ nvme_dom0_fio() {
 # rumpdisk must also report interrupts taken.
 nvme_other_modes() {
   nvme_assignable "$1" || return
-  local mode expected offset guest wrote read done=
+  local mode expected offset guest done=
   for mode in intx none; do
     case $mode in
       intx) expected='interrupts by Intx' offset=16 ;;
@@ -129,14 +101,7 @@ nvme_other_modes() {
     console_has rumpdisk "$expected" ||
       { fail "$1" "interrupt mode $mode" "no console line matching '$expected'" rumpdisk; return; }
     guest=rn-$mode
-    start_guest "$guest" "wait:xvdb+write:xvdb:$offset:8+read:xvdb:$offset:8" ||
-      { fail "$1" "xl create $guest" "see above"; return; }
-    rumpdisk_attach "$guest" xvdb nvme0 || { fail "$1" "block-attach ($mode)" "xl block-attach failed" rumpdisk "$guest"; return; }
-    wait_step "$guest" 2 180 || { fail "$1" "guest write ($mode)" "$(step_line "$guest" 2)" "$guest" rumpdisk; return; }
-    wait_step "$guest" 3 60 || { fail "$1" "guest read back ($mode)" "$(step_line "$guest" 3)" "$guest" rumpdisk; return; }
-    wrote=$(step_value "$guest" 2 wrote)
-    read=$(step_value "$guest" 3 md5)
-    [ "$read" = "$wrote" ] || { fail "$1" "read back ($mode)" "wrote $wrote, read $read" "$guest" rumpdisk; return; }
+    rumpdisk_guest_write_read "$1" "$guest" nvme0 "$offset" || return
     destroy_domain "$guest"
     dump_console rumpdisk 12
     if [ $mode = intx ]; then
@@ -146,7 +111,7 @@ nvme_other_modes() {
         { fail "$1" "INTx delivery" "rumpdisk reported fewer than 10 interrupts taken" rumpdisk; return; }
       done="$done intx: $(grep -a -o 'nvme0: [0-9]* interrupts taken' "$(console_log rumpdisk)" | tail -1),"
     fi
-    done="$done $mode: 8 MiB read back ($wrote);"
+    done="$done $mode: 8 MiB read back ($RUMPDISK_WROTE);"
   done
   pass "$1" "${done# }"
 }

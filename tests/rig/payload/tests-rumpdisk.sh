@@ -17,6 +17,42 @@ rumpdisk_leftovers() {
   xenstore-ls -f "$1" 2>&1 | head -20
   echo "----- end of $1 -----"
 }
+# rumpdisk_guest_write_read TEST GUEST TARGET OFFSET [STEPS]: a fresh GUEST
+# gets rumpdisk's TARGET as xvdb, writes 8 MiB at OFFSET MiB and reads them
+# back (its steps 2 and 3; STEPS, '+'-separated, come after). Afterwards
+# RUMPDISK_WROTE is the md5 of what it wrote; fails TEST otherwise.
+rumpdisk_guest_write_read() {
+  local test=$1 guest=$2 target=$3 offset=$4 read
+  start_guest "$guest" "wait:xvdb+write:xvdb:$offset:8+read:xvdb:$offset:8${5:++$5}" ||
+    { fail "$test" "xl create $guest" "see above"; return 1; }
+  rumpdisk_attach "$guest" xvdb "$target" ||
+    { fail "$test" "block-attach $guest" "xl block-attach failed" rumpdisk "$guest"; return 1; }
+  wait_step "$guest" 2 180 || { fail "$test" "$guest write" "$(step_line "$guest" 2)" "$guest" rumpdisk; return 1; }
+  wait_step "$guest" 3 60 || { fail "$test" "$guest read back" "$(step_line "$guest" 3)" "$guest" rumpdisk; return 1; }
+  RUMPDISK_WROTE=$(step_value "$guest" 2 wrote)
+  read=$(step_value "$guest" 3 md5)
+  [ "$read" = "$RUMPDISK_WROTE" ] ||
+    { fail "$test" "$guest read back" "wrote $RUMPDISK_WROTE, read $read" "$guest" rumpdisk; return 1; }
+}
+# rumpdisk_dom0_fio TEST TARGET FIO_OPTIONS...: dom0 attaches rumpdisk's
+# TARGET as xvdd, runs fio random writes of 4 KiB to 256 KiB, 32 in flight,
+# checking every block (FIO_OPTIONS say where and how much), and detaches.
+# Afterwards RUMPDISK_FIO_RATE is fio's IOPS and bandwidth; fails TEST
+# otherwise.
+rumpdisk_dom0_fio() {
+  local test=$1 target=$2; shift 2
+  rumpdisk_attach 0 xvdd "$target" || { fail "$test" "block-attach to dom0" "xl block-attach failed" rumpdisk; return 1; }
+  wait_for 60 test -b /dev/xvdd || { fail "$test" "dom0 blkfront" "/dev/xvdd never appeared in dom0" rumpdisk; return 1; }
+  if ! fio --name="$target-verify" --filename=/dev/xvdd --direct=1 --ioengine=libaio --rw=randwrite \
+      --bsrange=4k-256k --iodepth=32 --verify=crc32c --do_verify=1 "$@" > "/tmp/fio-$target.out" 2>&1; then
+    tail -20 "/tmp/fio-$target.out"
+    fail "$test" "fio verify" "fio reported errors on /dev/xvdd ($target)" rumpdisk; return 1
+  fi
+  RUMPDISK_FIO_RATE=$(grep -o 'IOPS=[^,]*, BW=[^ ]*' "/tmp/fio-$target.out" | head -1)
+  timeout 60 xl block-detach 0 xvdd ||
+    { fail "$test" "block-detach" "xl block-detach failed or hung" rumpdisk; return 1; }
+  wait_for 30 test ! -e /dev/xvdd || { fail "$test" "detach" "/dev/xvdd still present in dom0" rumpdisk; return 1; }
+}
 rumpdisk_end_check() { # rumpdisk_end_check TEST DETAIL: pass unless rumpdisk died
   if our_still_running rumpdisk; then pass "$1" "$2"
   else fail "$1" "after the test" "rumpdisk is no longer running" rumpdisk; diag_domain rumpdisk; fi

@@ -16,10 +16,7 @@ E1000_GUEST_ADDRESS=169.254.71.11
 # to a running domain.
 e1000_dom0_setup() {
   E1000_WHY=
-  modprobe xen-pciback 2>/dev/null
-  if ! xl pci-assignable-list | grep -q "$E1000_UPLINK"; then
-    xl pci-assignable-add "$E1000_UPLINK" || { E1000_WHY="xl pci-assignable-add $E1000_UPLINK failed"; return 1; }
-  fi
+  pci_assignable "$E1000_UPLINK" || { E1000_WHY="xl pci-assignable-add $E1000_UPLINK failed"; return 1; }
   modprobe e1000 || { E1000_WHY="modprobe e1000 failed in dom0"; return 1; }
   E1000_DOM0_IF=$(interface_with_mac "$E1000_DOM0_MAC" 30) ||
     { E1000_WHY="no interface with MAC $E1000_DOM0_MAC in dom0"; return 1; }
@@ -39,18 +36,9 @@ e1000_dom0_nic() {
 # with WORDS added to its command line, and wait until it serves with the
 # e1000 as its uplink; fail TEST otherwise.
 rumpnet_e1000_up() {
-  destroy_domain rumpnet
-  sed -E -e 's|^[[:space:]]*kernel[[:space:]]*=.*|kernel = "/rig/domains/rumpnet"|' \
-         -e "s|^([[:space:]]*extra[[:space:]]*=[[:space:]]*\"[^\"]*)\"|\\1 ${2:-}\"|" \
-    /rig/xl-configs/rumpnet-e1000.cfg > /tmp/rumpnet-e1000.cfg
-  grep '^extra' /tmp/rumpnet-e1000.cfg
-  rm -f "$(console_log rumpnet)"
   local started
   started=$(now)
-  if ! xl create /tmp/rumpnet-e1000.cfg > /tmp/rumpnet-e1000.create.log 2>&1; then
-    cat /tmp/rumpnet-e1000.create.log
-    fail "$1" "xl create rumpnet-e1000.cfg" "$(tail -2 /tmp/rumpnet-e1000.create.log | tr '\n' ' ')"; return 1
-  fi
+  driver_domain_create "$1" rumpnet rumpnet-e1000 "${2:-}" || return 1
   if ! wait_for 120 console_has rumpnet 'rumpnet: serving, watching'; then
     fail "$1" "rumpnet start" "not serving within 120 s" rumpnet; diag_domain rumpnet; return 1
   fi
@@ -78,25 +66,34 @@ rumpnet_e1000_cleanup() {
   true
 }
 
+# e1000_wire_exchange TEST: with rumpnet serving and its uplink on the wire,
+# a guest behind rumpnet (rn-e) pings dom0 across the wire and runs iperf3
+# against it, and dom0 pings the guest back. Afterwards E1000_EXCHANGED
+# says what was measured; fails TEST otherwise.
+e1000_wire_exchange() {
+  iperf3 -s -D || { fail "$1" "iperf3 server in dom0" "iperf3 -s -D failed" rumpnet; return 1; }
+  start_tools_guest rn-e "net:$E1000_GUEST_ADDRESS+ping:$E1000_DOM0_ADDRESS+iperf:$E1000_DOM0_ADDRESS:5" 160 \
+    "$(rumpnet_vif 00:16:3e:71:00:11)" || { fail "$1" "xl create rn-e" "see above" rumpnet; return 1; }
+  wait_step rn-e 2 300 || { fail "$1" "guest pings dom0" "$(step_line rn-e 2)" rn-e rumpnet; return 1; }
+  ping -c 5 -W 3 "$E1000_GUEST_ADDRESS" > /tmp/ping-e1000.out 2>&1 ||
+    { cat /tmp/ping-e1000.out; fail "$1" "dom0 pings guest" "no answer from $E1000_GUEST_ADDRESS" rn-e rumpnet; return 1; }
+  cat /tmp/ping-e1000.out
+  wait_step rn-e 3 180 || { fail "$1" "iperf3" "$(step_line rn-e 3)" rn-e rumpnet; return 1; }
+  E1000_EXCHANGED="guest <-> dom0 over the e1000 wire: ping (rtt $(step_value rn-e 2 rtt_ms) ms; from dom0 $(grep -o 'rtt min/avg/max/mdev = [^ ]*' /tmp/ping-e1000.out | cut -d' ' -f4) ms), iperf3 $(step_value rn-e 3 bits_per_second) bit/s"
+}
+
 # rumpnet_e1000_run TEST [WORDS]: a guest behind rumpnet pings dom0 across
 # the wire and runs iperf3 against it; dom0 pings the guest back; rumpnet
 # counts the frames on its uplink.
 rumpnet_e1000_run() {
   e1000_dom0_nic "$1" || return
   rumpnet_e1000_up "$1" "${2:-}" || return
-  iperf3 -s -D || { fail "$1" "iperf3 server in dom0" "iperf3 -s -D failed" rumpnet; return; }
-  start_tools_guest rn-e "net:$E1000_GUEST_ADDRESS+ping:$E1000_DOM0_ADDRESS+iperf:$E1000_DOM0_ADDRESS:5" 160 \
-    "$(rumpnet_vif 00:16:3e:71:00:11)" || { fail "$1" "xl create rn-e" "see above" rumpnet; return; }
-  wait_step rn-e 2 300 || { fail "$1" "guest pings dom0" "$(step_line rn-e 2)" rn-e rumpnet; return; }
-  ping -c 5 -W 3 "$E1000_GUEST_ADDRESS" > /tmp/ping-e1000.out 2>&1 ||
-    { cat /tmp/ping-e1000.out; fail "$1" "dom0 pings guest" "no answer from $E1000_GUEST_ADDRESS" rn-e rumpnet; return; }
-  cat /tmp/ping-e1000.out
-  wait_step rn-e 3 180 || { fail "$1" "iperf3" "$(step_line rn-e 3)" rn-e rumpnet; return; }
+  e1000_wire_exchange "$1" || return
   # The counters are logged when they move, at most once a second.
   wait_for 15 console_has rumpnet 'uplink: link up, rx [1-9][0-9]* frames' ||
     { fail "$1" "uplink counters" "no uplink line with frames received on rumpnet's console" rumpnet; return; }
   dump_console rumpnet 20
   ip -s link show "$E1000_DOM0_IF"
   our_still_running rumpnet || { fail "$1" "after the test" "rumpnet is no longer running" rumpnet; return; }
-  pass "$1" "guest <-> dom0 over the e1000 wire: ping (rtt $(step_value rn-e 2 rtt_ms) ms; from dom0 $(grep -o 'rtt min/avg/max/mdev = [^ ]*' /tmp/ping-e1000.out | cut -d' ' -f4) ms), iperf3 $(step_value rn-e 3 bits_per_second) bit/s; $(grep -a 'uplink: link up, rx' "$(console_log rumpnet)" | tail -1 | sed 's/.*uplink: //' | tr -d '\r')"
+  pass "$1" "$E1000_EXCHANGED; $(grep -a 'uplink: link up, rx' "$(console_log rumpnet)" | tail -1 | sed 's/.*uplink: //' | tr -d '\r')"
 }
