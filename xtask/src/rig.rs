@@ -15,6 +15,8 @@ use std::sync::mpsc;
 use std::thread;
 use std::time::{Duration, Instant};
 
+use crate::images::NETBSD_MARKER;
+
 /// Serialises every QEMU boot on this machine (two cores are not enough
 /// for two emulated Xen hosts). Others use `flock /tmp/xen-rig.lock ...`;
 /// `File::lock` takes the same flock(2) lock.
@@ -29,11 +31,6 @@ pub const DOMAIN_IMAGES: &[&str] = &["rumpdisk", "rumpnet"];
 /// Test images built and shipped like the domains (to `target/domains/`
 /// and the payload's `domains/`), but booted only by their rig tests.
 pub const TEST_IMAGES: &[&str] = &["rumpuser-smoke"];
-/// The file in `target/domains/` that says the images hold NetBSD's rump
-/// kernel drivers (`cargo xtask build` with `RUMP_LIBDIR`, see
-/// docs/rumpuser.md). It travels with the images; the `netbsd` tests skip
-/// without it.
-pub const NETBSD_TIER_MARKER: &str = "netbsd-tier";
 
 /// Where things live.
 pub struct Rig {
@@ -204,9 +201,10 @@ impl Rig {
                 }
             }
         }
-        let marker = self.root.join("target/domains").join(NETBSD_TIER_MARKER);
+        // The images hold NetBSD's drivers: the `netbsd` tests look for it.
+        let marker = self.root.join("target/domains").join(NETBSD_MARKER);
         if marker.is_file() {
-            copy(&marker, &tree.join("domains").join(NETBSD_TIER_MARKER))?;
+            copy(&marker, &tree.join("domains").join(NETBSD_MARKER))?;
         }
         let image = directory.join("payload.ext4");
         let megabytes = tree_size(&tree) / (1 << 20) + 64;

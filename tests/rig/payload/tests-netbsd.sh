@@ -14,6 +14,9 @@ NETBSD_TIER=/rig/domains/netbsd-tier
 NETBSD_VIRTIO_BLK=0000:00:13.0
 # The name rumpdisk-netbsd.cfg serves ld0 under (disk=ld0:netbsd:ld0).
 NETBSD_DISK=ld0
+# The domains' verdicts on NetBSD's units, once the rump kernel has booted.
+NETBSD_DISK_VERDICT='rumpdisk: NetBSD (ld0 ready|disk [^ ]+ \(ld0\) not served)'
+NETBSD_UPLINK_VERDICT='rumpnet: uplink NetBSD wm0( up|:)'
 
 # netbsd_tier TEST: succeed when the images hold NetBSD's drivers, else
 # report TEST skipped.
@@ -49,6 +52,14 @@ netbsd_virtio_assignable() {
   log "$NETBSD_VIRTIO_BLK now belongs to ${driver##*/}"
 }
 
+# netbsd_verdict DOMAIN REGEX: the domain's console line matching REGEX, or
+# why there is none.
+netbsd_verdict() {
+  local line
+  line=$(grep -a -m1 -E "$2" "$(console_log "$1")" | tr -d '\r')
+  echo "${line:-$1 stopped before it said}"
+}
+
 # netbsd_rumpdisk_up TEST: rumpdisk from rumpdisk-netbsd.cfg; the rump
 # kernel boots and attaches ld0 before rumpdisk serves it. Fails TEST
 # unless ld0 is ready and rumpdisk serves.
@@ -56,11 +67,12 @@ netbsd_rumpdisk_up() {
   local started
   started=$(now)
   driver_domain_create "$1" rumpdisk rumpdisk-netbsd || return 1
-  if ! wait_for 300 console_settled rumpdisk 'rumpdisk: NetBSD ld0 ready'; then
-    fail "$1" "NetBSD ld0" "no 'rumpdisk: NetBSD ld0 ready' within 300 s" rumpdisk; diag_domain rumpdisk; return 1
+  if ! wait_for 300 console_settled rumpdisk "$NETBSD_DISK_VERDICT"; then
+    fail "$1" "NetBSD ld0" "no verdict on ld0 within 300 s" rumpdisk; diag_domain rumpdisk; return 1
   fi
-  console_has rumpdisk 'rumpdisk: NetBSD ld0 ready' ||
-    { fail "$1" "NetBSD ld0" "rumpdisk stopped before ld0 was ready" rumpdisk; return 1; }
+  if ! console_has rumpdisk 'rumpdisk: NetBSD ld0 ready'; then
+    fail "$1" "NetBSD ld0" "$(netbsd_verdict rumpdisk "$NETBSD_DISK_VERDICT")" rumpdisk; return 1
+  fi
   wait_for 60 console_has rumpdisk 'rumpdisk: serving' ||
     { fail "$1" "rumpdisk start" "ld0 ready but rumpdisk not serving within 60 s" rumpdisk; return 1; }
   log "rumpdisk with NetBSD's ld0 serving $(since "$started") s after xl create: $(grep -a -m1 'rumpdisk: NetBSD ld0 ready' "$(console_log rumpdisk)" | tr -d '\r')"
@@ -72,11 +84,12 @@ netbsd_rumpnet_up() {
   local started
   started=$(now)
   driver_domain_create "$1" rumpnet rumpnet-netbsd || return 1
-  if ! wait_for 300 console_settled rumpnet 'rumpnet: uplink NetBSD wm0 up'; then
-    fail "$1" "NetBSD wm0" "no 'rumpnet: uplink NetBSD wm0 up' within 300 s" rumpnet; diag_domain rumpnet; return 1
+  if ! wait_for 300 console_settled rumpnet "$NETBSD_UPLINK_VERDICT"; then
+    fail "$1" "NetBSD wm0" "no verdict on wm0 within 300 s" rumpnet; diag_domain rumpnet; return 1
   fi
-  console_has rumpnet 'rumpnet: uplink NetBSD wm0 up' ||
-    { fail "$1" "NetBSD wm0" "rumpnet stopped before wm0 was up" rumpnet; return 1; }
+  if ! console_has rumpnet 'rumpnet: uplink NetBSD wm0 up'; then
+    fail "$1" "NetBSD wm0" "$(netbsd_verdict rumpnet "$NETBSD_UPLINK_VERDICT")" rumpnet; return 1
+  fi
   wait_for 60 console_has rumpnet 'rumpnet: serving' ||
     { fail "$1" "rumpnet start" "wm0 up but rumpnet not serving within 60 s" rumpnet; return 1; }
   log "rumpnet with NetBSD's wm0 serving $(since "$started") s after xl create: $(grep -a -m1 'rumpnet: uplink NetBSD wm0 up' "$(console_log rumpnet)" | tr -d '\r')"
