@@ -16,7 +16,7 @@ cargo clippy --workspace --all-targets -- -D warnings
 step "clippy (x86_64-unknown-none)"
 cargo clippy --target x86_64-unknown-none \
     -p xen-abi -p xen-ring -p xenbus -p blkback -p netback -p pcidev -p nvme -p e1000 \
-    -p rumpuser-xen -p rumpdisk -p rumpnet -p rumpuser-smoke -- -D warnings
+    -p rumpuser-xen -p rumpdisk -p rumpnet -- -D warnings
 # The code that drives NetBSD's drivers, checked without the archives it
 # links with (docs/rumpuser.md); its build scripts only warn that they are
 # missing.

@@ -2,8 +2,8 @@
 //! calls [`pv_image`], and a domain that can hold NetBSD's drivers calls
 //! [`netbsd_archives`] with the rump kernel components it uses.
 //!
-//! Layer: a build-time helper under the image crates (`domains/*`,
-//! `tests/rumpuser-smoke`); nothing of it is in an image. It only prints
+//! Layer: a build-time helper under the image crates (`domains/*`, and
+//! `rumpuser-xen` for its test image); nothing of it is in an image. It only prints
 //! `cargo:` instructions, and only when building for `x86_64-unknown-none`:
 //! host builds of the same crates (tests, clippy) link normally.
 
@@ -13,20 +13,31 @@ fn building_image() -> bool {
     std::env::var("CARGO_CFG_TARGET_OS").as_deref() == Ok("none")
 }
 
-/// Links the image with the PV layout of `rumpuser-xen/link.ld`.
+/// Links the image (every binary of the crate) with the PV layout of
+/// `rumpuser-xen/link.ld`.
 pub fn pv_image() {
+    pv_layout("rustc-link-arg");
+}
+
+/// [`pv_image`] for a crate whose binaries are images beside a library
+/// that is not (`rumpuser-xen` and its test image).
+pub fn pv_image_bins() {
+    pv_layout("rustc-link-arg-bins");
+}
+
+fn pv_layout(instruction: &str) {
     println!("cargo:rerun-if-changed=build.rs");
     if !building_image() {
         return;
     }
     let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("../rumpuser-xen/link.ld");
     println!("cargo:rerun-if-changed={}", script.display());
-    println!("cargo:rustc-link-arg=-T{}", script.display());
+    println!("cargo:{instruction}=-T{}", script.display());
     // The domain builder loads the image at its link address and applies no
     // relocations, so it must be a plain static executable, not static-PIE.
-    println!("cargo:rustc-link-arg=--no-pie");
-    println!("cargo:rustc-link-arg=-zmax-page-size=4096");
-    println!("cargo:rustc-link-arg=--gc-sections");
+    println!("cargo:{instruction}=--no-pie");
+    println!("cargo:{instruction}=-zmax-page-size=4096");
+    println!("cargo:{instruction}=--gc-sections");
 }
 
 /// The rump kernel components of `librump*.a` an image needs, by archive

@@ -224,5 +224,11 @@ mod tests {
         assert_eq!(DIOCGMEDIASIZE, 0x4008_6484);
         assert_eq!(BIOCPROMISC, 0x2000_4269);
         assert_eq!(BIOCSETIF, 0x8090_426c);
+        assert_eq!(DIOCGSECTORSIZE, 0x4004_6485);
+        assert_eq!(DIOCCACHESYNC, 0x8004_6476);
+        assert_eq!(BIOCGBLEN, 0x4004_4266);
+        assert_eq!(BIOCIMMEDIATE, 0x8004_4270);
+        assert_eq!(BIOCSHDRCMPLT, 0x8004_4275);
+        assert_eq!(BIOCSSEESENT, 0x8004_4279);
     }
 }

@@ -153,7 +153,8 @@ pub const NETBSD: &[Test] = &[
 ];
 
 /// The rumpuser(3) hypercalls on real Xen: `target/domains/rumpuser-smoke`
-/// (`tests/rumpuser-smoke`) plays a rump kernel against the Xen host.
+/// (`rumpuser-xen/src/bin/rumpuser-smoke`) plays a rump kernel against the
+/// Xen host.
 pub const RUMPUSER: &[Test] = &[test(
     "rumpuser-xen",
     "a test image calls every group of rumpuser(3) hypercalls on Xen; every check passes",

@@ -6,14 +6,15 @@
 //! symbol table stays, for crash reports and `xenctx`). The unstripped ELF
 //! stays in `target/x86_64-unknown-none/release/` for `addr2line`. Link settings (entry point, linker script)
 //! belong to the domain crates and `rumpuser-xen`, not to this task.
-//! Test images (`rig::TEST_IMAGES`, such as `tests/rumpuser-smoke`) are
-//! built and placed the same way, for the rig tests that boot them.
+//! Test images (`rig::TEST_IMAGES`: `rumpuser-smoke`, a binary of
+//! `rumpuser-xen`) are built and placed the same way, for the rig tests
+//! that boot them.
 
 use std::fs;
 use std::path::Path;
 use std::process::Command;
 
-use crate::rig::{DOMAIN_IMAGES, TEST_IMAGES};
+use crate::rig::{DOMAIN_IMAGES, TEST_IMAGES, TEST_IMAGE_PACKAGE};
 
 const TARGET: &str = "x86_64-unknown-none";
 
@@ -28,9 +29,10 @@ pub fn build(root: &Path) -> Result<(), String> {
     command
         .current_dir(root)
         .args(["build", "--release", "--target", TARGET]);
-    for name in DOMAIN_IMAGES.iter().chain(TEST_IMAGES) {
+    for name in DOMAIN_IMAGES {
         command.args(["-p", name]);
     }
+    command.args(["-p", TEST_IMAGE_PACKAGE]);
     if archives.is_some() {
         // The domains' build scripts link the archives of RUMP_LIBDIR
         // (inherited from our environment) that their drivers need.

@@ -29,8 +29,12 @@ const PANIC_GRACE: Duration = Duration::from_secs(5);
 /// The domains' images and configs other parts of the workspace provide.
 pub const DOMAIN_IMAGES: &[&str] = &["rumpdisk", "rumpnet"];
 /// Test images built and shipped like the domains (to `target/domains/`
-/// and the payload's `domains/`), but booted only by their rig tests.
+/// and the payload's `domains/`), but booted only by their rig tests:
+/// binaries of the package [`TEST_IMAGE_PACKAGE`].
 pub const TEST_IMAGES: &[&str] = &["rumpuser-smoke"];
+/// The package whose binaries the test images are (they call the
+/// platform's C symbols, which is unsafe code, kept to that crate).
+pub const TEST_IMAGE_PACKAGE: &str = "rumpuser-xen";
 
 /// Where things live.
 pub struct Rig {

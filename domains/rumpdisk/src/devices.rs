@@ -261,9 +261,15 @@ pub fn add_netbsd_disks(backend: &mut Blkback<Platform, Disk>, command_line: &st
                 }
             }
             Err(error) => log::error!(
-                "rumpdisk: NetBSD disk {} ({}) not served: {error}",
+                "rumpdisk: NetBSD disk {} ({}) not served: {error}{}",
                 spec.name,
-                spec.unit
+                spec.unit,
+                if error.0 == 2 {
+                    ": no such unit; is its device in pci=[...], and of a kind the image's \
+                     NetBSD drivers know?"
+                } else {
+                    ""
+                }
             ),
         }
         #[cfg(not(feature = "netbsd"))]
@@ -283,99 +289,185 @@ pub fn add_netbsd_disks(backend: &mut Blkback<Platform, Disk>, command_line: &st
 #[cfg(feature = "netbsd")]
 mod netbsd {
     use alloc::collections::VecDeque;
+    use alloc::rc::Rc;
+    use alloc::vec::Vec;
+    use core::cell::RefCell;
 
     use blkback::{DeviceInfo, IoCompletion, IoError, IoRequest, IoTag, SubmitError};
     use rumpuser_xen::pv::netbsd::{Errno, RawDisk};
+    use rumpuser_xen::pv::{self, sched};
 
     use crate::disks::SECTOR_SIZE;
 
-    /// A NetBSD driver's disk. Requests are carried out as they are
-    /// submitted: the calling thread waits in the rump kernel while the
-    /// driver works (other threads, the rump kernel's among them, run).
-    pub struct NetbsdDisk {
-        unit: alloc::string::String,
-        disk: RawDisk,
+    /// Requests handed to the driver at once: one per worker thread, each
+    /// with its own descriptor and DMA buffer.
+    const WORKERS: usize = 4;
+    /// Requests accepted before the engine is told the queue is full.
+    const QUEUE_DEPTH: usize = 32;
+    /// A worker's stack: a system call goes through the rump kernel's
+    /// file system, disk and driver layers on it.
+    const WORKER_STACK_BYTES: usize = 64 * 1024;
+
+    /// What the main loop and the workers share (one vCPU, cooperative
+    /// threads: a borrow is never held across a switch).
+    #[derive(Default)]
+    struct Queues {
+        waiting: VecDeque<(IoTag, IoRequest)>,
+        in_flight: usize,
         done: VecDeque<IoCompletion>,
         /// Whether a cache flush was found to be a request the driver
         /// does not have (said once in the log).
         no_cache_sync_logged: bool,
     }
 
+    /// A NetBSD driver's disk. Worker threads carry the requests out
+    /// through the rump kernel, each waiting there while the driver works,
+    /// and wake the main loop when one is done; the main loop never waits
+    /// for the disk.
+    pub struct NetbsdDisk {
+        info: DeviceInfo,
+        queues: Rc<RefCell<Queues>>,
+    }
+
     impl NetbsdDisk {
         pub fn open(unit: &str) -> Result<Self, Errno> {
-            Ok(Self {
-                unit: unit.into(),
-                disk: RawDisk::open(unit)?,
-                done: VecDeque::new(),
-                no_cache_sync_logged: false,
-            })
-        }
-
-        pub fn info(&self) -> DeviceInfo {
-            DeviceInfo {
-                sectors: self.disk.bytes() / SECTOR_SIZE,
-                physical_sector_size: self.disk.sector_size(),
+            let first = RawDisk::open(unit)?;
+            let info = DeviceInfo {
+                sectors: first.bytes() / SECTOR_SIZE,
+                physical_sector_size: first.sector_size(),
                 read_only: false,
                 flush: true,
                 discard: None,
                 removable: false,
-                queue_depth: 32,
+                queue_depth: QUEUE_DEPTH,
+            };
+            let mut disks = Vec::from([first]);
+            while disks.len() < WORKERS {
+                match RawDisk::open(unit) {
+                    Ok(disk) => disks.push(disk),
+                    Err(error) => {
+                        log::warn!(
+                            "rumpdisk: {unit}: opening it again failed ({error}); {} worker(s)",
+                            disks.len()
+                        );
+                        break;
+                    }
+                }
             }
+            let queues = Rc::new(RefCell::new(Queues::default()));
+            let unit: Rc<str> = unit.into();
+            for disk in disks {
+                let queues = Rc::clone(&queues);
+                let unit = Rc::clone(&unit);
+                sched::spawn("netbsd-disk", WORKER_STACK_BYTES, move || {
+                    work(&unit, disk, &queues)
+                });
+            }
+            Ok(Self { info, queues })
         }
 
-        fn failed(&self, what: &str, sector: u64, error: Errno) -> Result<(), IoError> {
-            log::warn!(
-                "rumpdisk: {}: {what} at sector {sector}: {error}",
-                self.unit
-            );
-            Err(IoError::Media)
+        pub fn info(&self) -> DeviceInfo {
+            self.info
         }
 
         pub fn submit(&mut self, tag: IoTag, request: IoRequest) -> Result<(), SubmitError> {
-            let (result, buffer) = match request {
-                IoRequest::Read { sector, mut buffer } => {
-                    let result = match self.disk.read(sector * SECTOR_SIZE, &mut buffer) {
-                        Ok(()) => Ok(()),
-                        Err(error) => self.failed("read", sector, error),
-                    };
-                    (result, buffer)
+            if let discard @ IoRequest::Discard { .. } = request {
+                return Err(SubmitError::Refused(discard));
+            }
+            {
+                let mut queues = self.queues.borrow_mut();
+                if queues.waiting.len() + queues.in_flight >= QUEUE_DEPTH {
+                    return Err(SubmitError::QueueFull(request));
                 }
-                IoRequest::Write { sector, buffer } => {
-                    let result = match self.disk.write(sector * SECTOR_SIZE, &buffer) {
-                        Ok(()) => Ok(()),
-                        Err(error) => self.failed("write", sector, error),
-                    };
-                    (result, buffer)
-                }
-                IoRequest::Flush => {
-                    let result = match self.disk.sync_cache() {
-                        Ok(true) => Ok(()),
-                        Ok(false) => {
-                            if !core::mem::replace(&mut self.no_cache_sync_logged, true) {
-                                log::info!(
-                                    "rumpdisk: {}: the driver has no cache flush; its writes \
-                                     complete when the device has them",
-                                    self.unit
-                                );
-                            }
-                            Ok(())
-                        }
-                        Err(error) => self.failed("cache flush", 0, error),
-                    };
-                    (result, alloc::vec::Vec::new())
-                }
-                discard @ IoRequest::Discard { .. } => return Err(SubmitError::Refused(discard)),
-            };
-            self.done.push_back(IoCompletion {
-                tag,
-                result,
-                buffer,
-            });
+                queues.waiting.push_back((tag, request));
+            }
+            // An idle worker looks at the queue again.
+            sched::wake_all();
             Ok(())
         }
 
         pub fn poll_completion(&mut self) -> Option<IoCompletion> {
-            self.done.pop_front()
+            self.queues.borrow_mut().done.pop_front()
+        }
+    }
+
+    /// A worker: takes requests off the queue and carries them out, for
+    /// the domain's life.
+    fn work(unit: &str, mut disk: RawDisk, queues: &RefCell<Queues>) {
+        loop {
+            sched::wait_until(None, || !queues.borrow().waiting.is_empty());
+            let taken = {
+                let mut queues = queues.borrow_mut();
+                let taken = queues.waiting.pop_front();
+                queues.in_flight += usize::from(taken.is_some());
+                taken
+            };
+            let Some((tag, request)) = taken else {
+                continue;
+            };
+            let completion = perform(unit, &mut disk, tag, request, queues);
+            {
+                let mut queues = queues.borrow_mut();
+                queues.in_flight -= 1;
+                queues.done.push_back(completion);
+            }
+            pv::notify_main_loop();
+        }
+    }
+
+    fn failed(unit: &str, what: &str, sector: u64, error: Errno) -> Result<(), IoError> {
+        log::warn!("rumpdisk: {unit}: {what} at sector {sector}: {error}");
+        Err(IoError::Media)
+    }
+
+    fn perform(
+        unit: &str,
+        disk: &mut RawDisk,
+        tag: IoTag,
+        request: IoRequest,
+        queues: &RefCell<Queues>,
+    ) -> IoCompletion {
+        // The engine checked the range against the size; the offset
+        // cannot overflow for a sector inside the disk.
+        let (result, buffer) = match request {
+            IoRequest::Read { sector, mut buffer } => {
+                let result = match disk.read(sector.saturating_mul(SECTOR_SIZE), &mut buffer) {
+                    Ok(()) => Ok(()),
+                    Err(error) => failed(unit, "read", sector, error),
+                };
+                (result, buffer)
+            }
+            IoRequest::Write { sector, buffer } => {
+                let result = match disk.write(sector.saturating_mul(SECTOR_SIZE), &buffer) {
+                    Ok(()) => Ok(()),
+                    Err(error) => failed(unit, "write", sector, error),
+                };
+                (result, buffer)
+            }
+            IoRequest::Flush => {
+                let result = match disk.sync_cache() {
+                    Ok(true) => Ok(()),
+                    Ok(false) => {
+                        let logged =
+                            core::mem::replace(&mut queues.borrow_mut().no_cache_sync_logged, true);
+                        if !logged {
+                            log::info!(
+                                "rumpdisk: {unit}: the driver has no cache flush; its writes \
+                                 complete when the device has them"
+                            );
+                        }
+                        Ok(())
+                    }
+                    Err(error) => failed(unit, "cache flush", 0, error),
+                };
+                (result, Vec::new())
+            }
+            IoRequest::Discard { .. } => (Err(IoError::NotSupported), Vec::new()),
+        };
+        IoCompletion {
+            tag,
+            result,
+            buffer,
         }
     }
 }

@@ -242,9 +242,13 @@ pub fn keep_unmasked(port: u32) {
 
 /// Moves every pending, unmasked port from the shared info page into
 /// [`COLLECTED`], clearing its pending bit there and masking it unless it
-/// is one of the platform's own.
-/// Moves the pending ports into `COLLECTED`. Returns whether any port had
-/// fired.
+/// is one of the platform's own. Returns whether any port had fired.
+///
+/// Whoever collects (the main loop, the rump kernel's PCI interrupt
+/// thread, a thread waiting for a pcifront or xenstore reply) may collect
+/// a port another thread waits for, so every waiting scheduler thread is
+/// made to look again: otherwise the port could sit in `COLLECTED` while
+/// its consumer stays counted as waiting and the vCPU blocks.
 fn collect() -> bool {
     let mut collected = COLLECTED.borrow_mut();
     let platform_ports = PLATFORM_PORTS.borrow();
@@ -257,6 +261,10 @@ fn collect() -> bool {
             mask(port);
         }
     });
+    drop((collected, platform_ports));
+    if any {
+        super::sched::wake_all();
+    }
     any
 }
 

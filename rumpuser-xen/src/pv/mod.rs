@@ -189,6 +189,10 @@ pub fn notify_main_loop() {
 }
 
 fn wait_for(deadline_ns: Option<u64>, wakeups: &mut Vec<Wakeup>) {
+    // Other threads (a rump kernel's: its interrupt thread, its soft
+    // interrupts) get the CPU at least once per call, also when the loop
+    // is so busy that it never has to wait.
+    sched::yield_now();
     let store_port = xenstore::store_port();
     let timer_port = time::timer_port();
     let console_port = console::port();

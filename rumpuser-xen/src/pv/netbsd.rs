@@ -54,37 +54,45 @@ fn last_error() -> Errno {
 
 unsafe extern "C" {
     fn rump_init() -> c_int;
-    fn rump___sysimpl_open(path: *const c_char, flags: c_int, ...) -> c_int;
+    fn rump___sysimpl_open(path: *const c_char, flags: c_int, mode: u32) -> c_int;
     fn rump___sysimpl_close(fd: c_int) -> c_int;
     fn rump___sysimpl_read(fd: c_int, buffer: *mut c_void, length: usize) -> isize;
     fn rump___sysimpl_write(fd: c_int, buffer: *const c_void, length: usize) -> isize;
     fn rump___sysimpl_pread(fd: c_int, buffer: *mut c_void, length: usize, offset: i64) -> isize;
     fn rump___sysimpl_pwrite(fd: c_int, buffer: *const c_void, length: usize, offset: i64)
         -> isize;
-    fn rump___sysimpl_ioctl(fd: c_int, request: c_ulong, ...) -> c_int;
+    fn rump___sysimpl_ioctl(fd: c_int, request: c_ulong, argument: *mut c_void) -> c_int;
     fn rump___sysimpl_socket30(domain: c_int, kind: c_int, protocol: c_int) -> c_int;
 }
 
-/// Whether the rump kernel has booted.
-static BOOTED: Global<bool> = Global::new(false);
+/// How booting the rump kernel went, once it was tried.
+static BOOTED: Global<Option<Result<(), Errno>>> = Global::new(None);
 
 /// Boots the rump kernel, once: its autoconfiguration attaches the drivers
 /// of the PCI functions passed through to the domain, printing to the
-/// console as a NetBSD kernel does. Later calls return at once.
+/// console as a NetBSD kernel does. Later calls return the first one's
+/// outcome: `rump_init` is not to be tried twice (after a failure it
+/// would answer success for a half-booted kernel).
 pub fn boot() -> Result<(), Errno> {
-    if *BOOTED.borrow() {
-        return Ok(());
+    if let Some(outcome) = *BOOTED.borrow() {
+        return outcome;
     }
     log::info!("netbsd: booting the rump kernel");
     // SAFETY: `rump_init` takes no arguments; it is called once (BOOTED),
     // from a scheduler thread, as rumpuser(3) expects of its host.
     let error = unsafe { rump_init() };
-    if error != 0 {
-        return Err(Errno(error));
-    }
-    *BOOTED.borrow_mut() = true;
-    log::info!("netbsd: rump kernel up");
-    Ok(())
+    let outcome = match error {
+        0 => {
+            log::info!("netbsd: rump kernel up");
+            Ok(())
+        }
+        error => {
+            log::error!("netbsd: the rump kernel did not boot: {}", Errno(error));
+            Err(Errno(error))
+        }
+    };
+    *BOOTED.borrow_mut() = Some(outcome);
+    outcome
 }
 
 /// An open file of the rump kernel; closed when dropped.
@@ -97,9 +105,9 @@ impl File {
             return Err(Errno::EINVAL);
         }
         path_z.push(0);
-        // SAFETY: a NUL-terminated path; `open` reads no mode argument
-        // without O_CREAT.
-        let fd = unsafe { rump___sysimpl_open(path_z.as_ptr().cast(), O_RDWR) };
+        // SAFETY: a NUL-terminated path; the mode is used only with
+        // O_CREAT.
+        let fd = unsafe { rump___sysimpl_open(path_z.as_ptr().cast(), O_RDWR, 0) };
         if fd < 0 {
             Err(last_error())
         } else {
@@ -283,9 +291,9 @@ impl RawDisk {
         Ok(())
     }
 
-    /// Makes completed writes durable: `DIOCCACHESYNC`. A driver without
-    /// that request has no write cache to flush: its writes complete only
-    /// once the device has them (`Ok(false)` says so).
+    /// Makes completed writes durable: `DIOCCACHESYNC`. `Ok(false)` if the
+    /// disk driver does not know the request. (`ld(4)` answers it itself,
+    /// with success, when its attachment has no flush of its own.)
     pub fn sync_cache(&mut self) -> Result<bool, Errno> {
         let mut force: c_int = 1;
         // SAFETY: DIOCCACHESYNC reads an int.
@@ -367,6 +375,14 @@ impl Interface {
             let mut buffer = vec![0u8; buffer_bytes];
             loop {
                 match reader_bpf.read(&mut buffer) {
+                    Ok(0) => {
+                        // bpf(4) without a read timeout never returns
+                        // empty; treat it as the failure it would be.
+                        log::error!("netbsd: reading {reader_name}'s frames returned nothing");
+                        reader_received.borrow_mut().failed = Some(Errno::EIO);
+                        super::notify_main_loop();
+                        return;
+                    }
                     Ok(length) => {
                         let mut queue = reader_received.borrow_mut();
                         split_bpf_buffer(&buffer[..length], |frame, whole| {

@@ -1,4 +1,4 @@
-# The rumpuser(3) hypercalls on real Xen: tests/rumpuser-smoke plays a rump
+# The rumpuser(3) hypercalls on real Xen: rumpuser-xen/src/bin/rumpuser-smoke plays a rump
 # kernel against rumpuser-xen's Xen host (pv::sched threads, Xen clocks,
 # the console) and reports one RUMPUSER-CHECK line per check, then
 # "RUMPUSER-SMOKE <n> passed, <m> failed", and powers off.
