@@ -60,6 +60,15 @@ netbsd_verdict() {
   echo "${line:-$1 stopped before it said}"
 }
 
+# netbsd_attached DOMAIN UNIT: NetBSD's autoconfiguration line for UNIT
+# ("ld0 at virtio0: ..."), which the configs' RUMP_VERBOSE=1 puts on the
+# domain's console.
+netbsd_attached() {
+  local line
+  line=$(grep -a -m1 -E "^$2 at " "$(console_log "$1")" | tr -d '\r')
+  echo "${line:-no attach line for $2 on the console}"
+}
+
 # netbsd_rumpdisk_up TEST: rumpdisk from rumpdisk-netbsd.cfg; the rump
 # kernel boots and attaches ld0 before rumpdisk serves it. Fails TEST
 # unless ld0 is ready and rumpdisk serves.
@@ -121,7 +130,7 @@ netbsd_disk_run() {
   rumpdisk_dom0_fio "$1" "$NETBSD_DISK" --offset=16M --size=32M || return
   dump_console rumpdisk 30
   our_still_running rumpdisk || { fail "$1" "after the test" "rumpdisk is no longer running" rumpdisk; return; }
-  pass "$1" "8 MiB written through NetBSD's ld0 and read back ($wrote), detached, read again by a fresh guest; dom0's fio randwrite 4k-256k, iodepth 32, verify of 32 MiB: $RUMPDISK_FIO_RATE; detached"
+  pass "$1" "$(netbsd_attached rumpdisk "$NETBSD_DISK"); 8 MiB written through NetBSD's ld0 and read back ($wrote), detached, read again by a fresh guest; dom0's fio randwrite 4k-256k, iodepth 32, verify of 32 MiB: $RUMPDISK_FIO_RATE; detached"
 }
 
 # The exchange of rumpnet-e1000 with NetBSD's wm(4) driving the uplink NIC.
@@ -133,5 +142,5 @@ netbsd_wire_run() {
   dump_console rumpnet 20
   ip -s link show "$E1000_DOM0_IF"
   our_still_running rumpnet || { fail "$1" "after the test" "rumpnet is no longer running" rumpnet; return; }
-  pass "$1" "NetBSD's wm0: $E1000_EXCHANGED"
+  pass "$1" "$(netbsd_attached rumpnet wm0); $E1000_EXCHANGED"
 }
