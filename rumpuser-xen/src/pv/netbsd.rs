@@ -166,6 +166,13 @@ impl Drop for File {
     }
 }
 
+/// Which way a [`RawDisk`] transfer goes.
+#[derive(Clone, Copy)]
+enum Direction {
+    Read,
+    Write,
+}
+
 /// Most bytes one read or write of a [`RawDisk`] moves: NetBSD's
 /// `MAXPHYS`, what its drivers take in one transfer.
 const TRANSFER_BYTES: usize = 64 * 1024;
@@ -241,26 +248,9 @@ impl RawDisk {
     /// Fills `buffer` from byte `offset` on (both whole sectors).
     pub fn read(&mut self, offset: u64, buffer: &mut [u8]) -> Result<(), Errno> {
         self.check(offset, buffer.len())?;
-        let mut at = offset;
-        for chunk in buffer.chunks_mut(TRANSFER_BYTES) {
-            // SAFETY: the bounce buffer is ours, mapped and at least
-            // TRANSFER_BYTES long; the kernel writes `chunk.len()` bytes.
-            let count = unsafe {
-                rump___sysimpl_pread(
-                    self.file.0,
-                    self.bounce.virtual_address() as *mut c_void,
-                    chunk.len(),
-                    at as i64,
-                )
-            };
-            if count < 0 {
-                return Err(last_error());
-            }
-            if count as usize != chunk.len() {
-                return Err(Errno::EIO);
-            }
+        for (index, chunk) in buffer.chunks_mut(TRANSFER_BYTES).enumerate() {
+            self.transfer(Direction::Read, chunk.len(), offset, index)?;
             self.bounce.read(0, chunk).map_err(|_| Errno::EIO)?;
-            at += chunk.len() as u64;
         }
         Ok(())
     }
@@ -268,27 +258,37 @@ impl RawDisk {
     /// Writes `data` from byte `offset` on (both whole sectors).
     pub fn write(&mut self, offset: u64, data: &[u8]) -> Result<(), Errno> {
         self.check(offset, data.len())?;
-        let mut at = offset;
-        for chunk in data.chunks(TRANSFER_BYTES) {
+        for (index, chunk) in data.chunks(TRANSFER_BYTES).enumerate() {
             self.bounce.write(0, chunk).map_err(|_| Errno::EIO)?;
-            // SAFETY: as in `read`; the kernel reads `chunk.len()` bytes.
-            let count = unsafe {
-                rump___sysimpl_pwrite(
-                    self.file.0,
-                    self.bounce.virtual_address() as *const c_void,
-                    chunk.len(),
-                    at as i64,
-                )
-            };
-            if count < 0 {
-                return Err(last_error());
-            }
-            if count as usize != chunk.len() {
-                return Err(Errno::EIO);
-            }
-            at += chunk.len() as u64;
+            self.transfer(Direction::Write, chunk.len(), offset, index)?;
         }
         Ok(())
+    }
+
+    /// Moves `length` bytes (at most [`TRANSFER_BYTES`]) between the
+    /// bounce buffer and the disk, at chunk `index` from `offset` on.
+    fn transfer(
+        &self,
+        direction: Direction,
+        length: usize,
+        offset: u64,
+        index: usize,
+    ) -> Result<(), Errno> {
+        let at = (offset + (index * TRANSFER_BYTES) as u64) as i64;
+        let buffer = self.bounce.virtual_address() as *mut c_void;
+        // SAFETY: the bounce buffer is ours, mapped and TRANSFER_BYTES
+        // long; the kernel reads or writes `length` bytes of it.
+        let count = unsafe {
+            match direction {
+                Direction::Read => rump___sysimpl_pread(self.file.0, buffer, length, at),
+                Direction::Write => rump___sysimpl_pwrite(self.file.0, buffer, length, at),
+            }
+        };
+        match usize::try_from(count) {
+            Err(_) => Err(last_error()),
+            Ok(moved) if moved == length => Ok(()),
+            Ok(_) => Err(Errno::EIO),
+        }
     }
 
     /// Makes completed writes durable: `DIOCCACHESYNC`. `Ok(false)` if the

@@ -69,39 +69,31 @@ netbsd_attached() {
   echo "${line:-no attach line for $2 on the console}"
 }
 
-# netbsd_rumpdisk_up TEST: rumpdisk from rumpdisk-netbsd.cfg; the rump
-# kernel boots and attaches ld0 before rumpdisk serves it. Fails TEST
-# unless ld0 is ready and rumpdisk serves.
-netbsd_rumpdisk_up() {
-  local started
+# netbsd_domain_up TEST DOMAIN CONFIG WHAT VERDICT READY: DOMAIN from
+# xl-configs/CONFIG.cfg; the rump kernel boots and its driver attaches
+# WHAT (NetBSD's unit) before the domain serves it. Fails TEST unless the
+# console's VERDICT line is READY and DOMAIN serves.
+netbsd_domain_up() {
+  local test=$1 domain=$2 config=$3 what=$4 verdict=$5 ready=$6 started
   started=$(now)
-  driver_domain_create "$1" rumpdisk rumpdisk-netbsd || return 1
-  if ! wait_for 300 console_settled rumpdisk "$NETBSD_DISK_VERDICT"; then
-    fail "$1" "NetBSD ld0" "no verdict on ld0 within 300 s" rumpdisk; diag_domain rumpdisk; return 1
+  driver_domain_create "$test" "$domain" "$config" || return 1
+  if ! wait_for 300 console_settled "$domain" "$verdict"; then
+    fail "$test" "NetBSD $what" "no verdict on $what within 300 s" "$domain"; diag_domain "$domain"; return 1
   fi
-  if ! console_has rumpdisk 'rumpdisk: NetBSD ld0 ready'; then
-    fail "$1" "NetBSD ld0" "$(netbsd_verdict rumpdisk "$NETBSD_DISK_VERDICT")" rumpdisk; return 1
+  if ! console_has "$domain" "$ready"; then
+    fail "$test" "NetBSD $what" "$(netbsd_verdict "$domain" "$verdict")" "$domain"; return 1
   fi
-  wait_for 60 console_has rumpdisk 'rumpdisk: serving' ||
-    { fail "$1" "rumpdisk start" "ld0 ready but rumpdisk not serving within 60 s" rumpdisk; return 1; }
-  log "rumpdisk with NetBSD's ld0 serving $(since "$started") s after xl create: $(grep -a -m1 'rumpdisk: NetBSD ld0 ready' "$(console_log rumpdisk)" | tr -d '\r')"
+  wait_for 60 console_has "$domain" "$domain: serving" ||
+    { fail "$test" "$domain start" "$what ready but $domain not serving within 60 s" "$domain"; return 1; }
+  log "$domain with NetBSD's $what serving $(since "$started") s after xl create: $(grep -a -m1 "$ready" "$(console_log "$domain")" | tr -d '\r')"
 }
 
-# netbsd_rumpnet_up TEST: rumpnet from rumpnet-netbsd.cfg, serving with
-# NetBSD's wm0 as its uplink; fails TEST otherwise.
+netbsd_rumpdisk_up() {
+  netbsd_domain_up "$1" rumpdisk rumpdisk-netbsd ld0 "$NETBSD_DISK_VERDICT" 'rumpdisk: NetBSD ld0 ready'
+}
+
 netbsd_rumpnet_up() {
-  local started
-  started=$(now)
-  driver_domain_create "$1" rumpnet rumpnet-netbsd || return 1
-  if ! wait_for 300 console_settled rumpnet "$NETBSD_UPLINK_VERDICT"; then
-    fail "$1" "NetBSD wm0" "no verdict on wm0 within 300 s" rumpnet; diag_domain rumpnet; return 1
-  fi
-  if ! console_has rumpnet 'rumpnet: uplink NetBSD wm0 up'; then
-    fail "$1" "NetBSD wm0" "$(netbsd_verdict rumpnet "$NETBSD_UPLINK_VERDICT")" rumpnet; return 1
-  fi
-  wait_for 60 console_has rumpnet 'rumpnet: serving' ||
-    { fail "$1" "rumpnet start" "wm0 up but rumpnet not serving within 60 s" rumpnet; return 1; }
-  log "rumpnet with NetBSD's wm0 serving $(since "$started") s after xl create: $(grep -a -m1 'rumpnet: uplink NetBSD wm0 up' "$(console_log rumpnet)" | tr -d '\r')"
+  netbsd_domain_up "$1" rumpnet rumpnet-netbsd wm0 "$NETBSD_UPLINK_VERDICT" 'rumpnet: uplink NetBSD wm0 up'
 }
 
 # Each test leaves no NetBSD domain behind, passed, failed or skipped:
