@@ -12,13 +12,15 @@ use std::time::Duration;
 
 use crate::rig::{self, Rig};
 
-/// Which backend a metric compares ours against.
+/// The workloads a metric belongs to; each section of the table shows one.
 #[derive(Clone, Copy, PartialEq)]
-enum Device {
-    Block,
-    /// The same block workloads on the rig's NVMe controller, passed
-    /// through to each driver domain in turn.
-    Nvme,
+enum Workload {
+    /// fio in a guest on a RAM disk in the driver domain.
+    RamDisk,
+    /// The same fio workloads on a disk passed through to each driver
+    /// domain in turn (a PCI function of the rig).
+    PassthroughDisk,
+    /// ping and iperf3 between two guests behind the driver domain.
     Network,
     /// A guest behind the driver domain reaching dom0 across the rig's
     /// emulated wire, through the e1000 passed through to the domain.
@@ -26,11 +28,12 @@ enum Device {
 }
 
 struct Metric {
+    /// The name in the RIG-BENCH lines, after the section's prefix.
     key: &'static str,
     label: &'static str,
     unit: &'static str,
     higher_is_better: bool,
-    device: Device,
+    workload: Workload,
 }
 
 const fn metric(
@@ -38,16 +41,66 @@ const fn metric(
     label: &'static str,
     unit: &'static str,
     higher_is_better: bool,
-    device: Device,
+    workload: Workload,
 ) -> Metric {
     Metric {
         key,
         label,
         unit,
         higher_is_better,
-        device,
+        workload,
     }
 }
+
+/// One table: a workload on one device, Linux's dd against one of ours.
+struct Section {
+    title: &'static str,
+    workload: Workload,
+    /// Goes before each metric's key in the RIG-BENCH lines (the
+    /// payload's BENCH_KEY_PREFIX): which device the workload ran on.
+    prefix: &'static str,
+    /// The backend compared with Linux, as the RIG-BENCH lines name it.
+    ours: &'static str,
+}
+
+const SECTIONS: &[Section] = &[
+    Section {
+        title: "Block",
+        workload: Workload::RamDisk,
+        prefix: "",
+        ours: "rumpdisk",
+    },
+    Section {
+        title: "Block on NVMe passthrough",
+        workload: Workload::PassthroughDisk,
+        prefix: "nvme_",
+        ours: "rumpdisk",
+    },
+    Section {
+        title: "Block on virtio-blk passthrough, NetBSD's ld@virtio in rumpdisk",
+        workload: Workload::PassthroughDisk,
+        prefix: "virtio_",
+        ours: "rumpdisk-netbsd",
+    },
+    Section {
+        title: "Network",
+        workload: Workload::Network,
+        prefix: "",
+        ours: "rumpnet",
+    },
+    Section {
+        title: "Network across a passed-through e1000",
+        workload: Workload::Uplink,
+        prefix: "uplink_",
+        ours: "rumpnet",
+    },
+    Section {
+        title: "Network across a passed-through e1000, NetBSD's wm(4) in rumpnet",
+        workload: Workload::Uplink,
+        prefix: "uplink_",
+        ours: "rumpnet-netbsd",
+    },
+];
 
 const METRICS: &[Metric] = &[
     metric(
@@ -55,196 +108,196 @@ const METRICS: &[Metric] = &[
         "fio 4 KiB random read, QD32",
         "IOPS",
         true,
-        Device::Block,
+        Workload::RamDisk,
     ),
     metric(
         "randwrite_4k_qd32_iops",
         "fio 4 KiB random write, QD32",
         "IOPS",
         true,
-        Device::Block,
+        Workload::RamDisk,
     ),
     metric(
         "seqread_1m_mib_s",
         "fio 1 MiB sequential read",
         "MiB/s",
         true,
-        Device::Block,
+        Workload::RamDisk,
     ),
     metric(
         "seqwrite_1m_verify_mib_s",
         "fio 1 MiB sequential write + verify",
         "MiB/s",
         true,
-        Device::Block,
+        Workload::RamDisk,
     ),
     metric(
         "sequential_data_verified",
         "fio verify pass over the written data",
         "1 = ok",
         true,
-        Device::Block,
+        Workload::RamDisk,
     ),
     metric(
         "create_to_ready_s",
         "xl create to backend ready",
         "s",
         false,
-        Device::Block,
+        Workload::RamDisk,
     ),
     metric(
         "create_to_connected_s",
         "xl create to frontend Connected",
         "s",
         false,
-        Device::Block,
+        Workload::RamDisk,
     ),
     metric(
         "memory_mib",
         "memory given to the driver domain",
         "MiB",
         false,
-        Device::Block,
+        Workload::RamDisk,
     ),
     metric(
         "memory_used_mib",
         "memory in use after the workload, RAM disks included",
         "MiB",
         false,
-        Device::Block,
+        Workload::RamDisk,
     ),
     metric(
         "image_mib",
         "image size (kernel + ramdisk + root fs)",
         "MiB",
         false,
-        Device::Block,
+        Workload::RamDisk,
     ),
     metric(
-        "nvme_randread_4k_qd32_iops",
+        "randread_4k_qd32_iops",
         "fio 4 KiB random read, QD32",
         "IOPS",
         true,
-        Device::Nvme,
+        Workload::PassthroughDisk,
     ),
     metric(
-        "nvme_randwrite_4k_qd32_iops",
+        "randwrite_4k_qd32_iops",
         "fio 4 KiB random write, QD32",
         "IOPS",
         true,
-        Device::Nvme,
+        Workload::PassthroughDisk,
     ),
     metric(
-        "nvme_seqread_1m_mib_s",
+        "seqread_1m_mib_s",
         "fio 1 MiB sequential read",
         "MiB/s",
         true,
-        Device::Nvme,
+        Workload::PassthroughDisk,
     ),
     metric(
-        "nvme_seqwrite_1m_verify_mib_s",
+        "seqwrite_1m_verify_mib_s",
         "fio 1 MiB sequential write + verify",
         "MiB/s",
         true,
-        Device::Nvme,
+        Workload::PassthroughDisk,
     ),
     metric(
-        "nvme_sequential_data_verified",
+        "sequential_data_verified",
         "fio verify pass over the written data",
         "1 = ok",
         true,
-        Device::Nvme,
+        Workload::PassthroughDisk,
     ),
     metric(
-        "nvme_create_to_ready_s",
-        "xl create to backend ready, controller up",
+        "create_to_ready_s",
+        "xl create to backend ready, device up",
         "s",
         false,
-        Device::Nvme,
+        Workload::PassthroughDisk,
     ),
     metric(
-        "nvme_create_to_connected_s",
+        "create_to_connected_s",
         "xl create to frontend Connected",
         "s",
         false,
-        Device::Nvme,
-    ),
-    metric(
-        "nvme_memory_mib",
-        "memory given to the driver domain",
-        "MiB",
-        false,
-        Device::Nvme,
-    ),
-    metric(
-        "nvme_memory_used_mib",
-        "memory in use after the workload",
-        "MiB",
-        false,
-        Device::Nvme,
-    ),
-    metric(
-        "iperf3_tcp_mbit_s",
-        "iperf3 TCP, guest to guest, 10 s",
-        "Mbit/s",
-        true,
-        Device::Network,
-    ),
-    metric(
-        "ping_rtt_ms",
-        "ping round trip, guest to guest",
-        "ms",
-        false,
-        Device::Network,
-    ),
-    metric(
-        "net_create_to_ready_s",
-        "xl create to backend ready",
-        "s",
-        false,
-        Device::Network,
-    ),
-    metric(
-        "create_to_vif_connected_s",
-        "xl create to first vif Connected",
-        "s",
-        false,
-        Device::Network,
+        Workload::PassthroughDisk,
     ),
     metric(
         "memory_mib",
         "memory given to the driver domain",
         "MiB",
         false,
-        Device::Network,
+        Workload::PassthroughDisk,
+    ),
+    metric(
+        "memory_used_mib",
+        "memory in use after the workload",
+        "MiB",
+        false,
+        Workload::PassthroughDisk,
+    ),
+    metric(
+        "iperf3_tcp_mbit_s",
+        "iperf3 TCP, guest to guest, 10 s",
+        "Mbit/s",
+        true,
+        Workload::Network,
+    ),
+    metric(
+        "ping_rtt_ms",
+        "ping round trip, guest to guest",
+        "ms",
+        false,
+        Workload::Network,
+    ),
+    metric(
+        "net_create_to_ready_s",
+        "xl create to backend ready",
+        "s",
+        false,
+        Workload::Network,
+    ),
+    metric(
+        "create_to_vif_connected_s",
+        "xl create to first vif Connected",
+        "s",
+        false,
+        Workload::Network,
+    ),
+    metric(
+        "memory_mib",
+        "memory given to the driver domain",
+        "MiB",
+        false,
+        Workload::Network,
     ),
     metric(
         "image_mib",
         "image size (kernel + ramdisk + root fs)",
         "MiB",
         false,
-        Device::Network,
+        Workload::Network,
     ),
     metric(
-        "uplink_iperf3_tcp_mbit_s",
+        "iperf3_tcp_mbit_s",
         "iperf3 TCP, guest to dom0 across the e1000, 10 s",
         "Mbit/s",
         true,
-        Device::Uplink,
+        Workload::Uplink,
     ),
     metric(
-        "uplink_ping_rtt_ms",
+        "ping_rtt_ms",
         "ping round trip, guest to dom0 across the e1000",
         "ms",
         false,
-        Device::Uplink,
+        Workload::Uplink,
     ),
     metric(
-        "uplink_net_create_to_ready_s",
+        "net_create_to_ready_s",
         "xl create to backend ready, NIC up",
         "s",
         false,
-        Device::Uplink,
+        Workload::Uplink,
     ),
 ];
 
@@ -306,6 +359,12 @@ pub fn run(rig: &Rig, from_log: Option<&Path>) -> Result<bool, String> {
         .into_iter()
         .map(|(name, version)| format!("{name} {version}"))
         .collect();
+    // Like the image sizes, a property of the images on this host.
+    let netbsd_images = rig
+        .root
+        .join("target/domains")
+        .join(crate::images::NETBSD_MARKER)
+        .is_file();
     let document = format!(
         "# Benchmarks\n\n\
          Produced by `cargo xtask bench` on {date}; the Linux column is the reference\n\
@@ -344,8 +403,27 @@ pub fn run(rig: &Rig, from_log: Option<&Path>) -> Result<bool, String> {
          (`xl-configs/rumpnet-e1000.cfg`), which drives it itself as its\n\
          switch's uplink. A guest behind the driver domain pings dom0 and runs\n\
          iperf3 against it.\n\n\
+         The NetBSD sections, measured when the images hold NetBSD's drivers\n\
+         (docs/rumpuser.md), put NetBSD's own drivers, in the rump kernel linked\n\
+         into our domains, on the same kind of passthrough. Block: QEMU's legacy\n\
+         virtio-blk function (00:13.0, 64 MiB, backed by `target/rig/virtio-blk.img`)\n\
+         goes first to dd, whose Linux `virtio_pci` and `virtio_blk` (by pcifront,\n\
+         DMA through swiotlb-xen) give `/dev/vda` to blkback, then to rumpdisk\n\
+         (`xl-configs/rumpdisk-netbsd.cfg`), where NetBSD's `ld@virtio` drives it\n\
+         and rumpdisk serves `ld0`, at most four requests at once, each copied\n\
+         through a 64 KiB DMA buffer. Network: the e1000 at 00:10.0 goes to\n\
+         rumpnet (`xl-configs/rumpnet-netbsd.cfg`), where NetBSD's `wm(4)` drives\n\
+         it behind the switch's uplink, frames passing through `/dev/bpf`; its\n\
+         Linux column is dd's measurement of the e1000 section. \"Backend ready\"\n\
+         includes booting the rump kernel.\n{netbsd_images}\n\n\
          {table}\n",
         versions = versions.join(", "),
+        netbsd_images = if netbsd_images {
+            "In this run our images hold NetBSD's drivers, and the image sizes in the\n\
+             tables include them."
+        } else {
+            "In this run our images hold no NetBSD driver."
+        },
         log = boot
             .serial_log
             .strip_prefix(&rig.root)
@@ -386,27 +464,41 @@ fn image_sizes(rig: &Rig, measured: &mut Measurements) {
     }
 }
 
+/// The sections, each a Markdown table; a section of which nothing was
+/// measured is left out and named at the end.
 fn table(measured: &Measurements) -> String {
     let mut out = String::new();
-    for (device, ours, title) in [
-        (Device::Block, "rumpdisk", "Block"),
-        (Device::Nvme, "rumpdisk", "Block on NVMe passthrough"),
-        (Device::Network, "rumpnet", "Network"),
-        (
-            Device::Uplink,
-            "rumpnet",
-            "Network across a passed-through e1000",
-        ),
-    ] {
+    let mut left_out = Vec::new();
+    for section in SECTIONS {
+        let ours = section.ours;
+        let value = |backend: &str, metric: &Metric| {
+            measured
+                .get(&(
+                    backend.to_string(),
+                    format!("{}{}", section.prefix, metric.key),
+                ))
+                .copied()
+        };
+        let rows: Vec<(&Metric, Option<f64>, Option<f64>)> = METRICS
+            .iter()
+            .filter(|m| m.workload == section.workload)
+            .map(|m| (m, value(LINUX, m), value(ours, m)))
+            .collect();
+        if rows
+            .iter()
+            .all(|(_, linux, our)| linux.is_none() && our.is_none())
+        {
+            left_out.push(section.title);
+            continue;
+        }
         out.push_str(&format!(
-            "### {title}\n\n| measurement | unit | Linux dd | {ours} | {ours} / Linux | better |\n|---|---|---:|---:|---:|---|\n"
+            "### {}\n\n| measurement | unit | Linux dd | {ours} | {ours} / Linux | better |\n|---|---|---:|---:|---:|---|\n",
+            section.title
         ));
-        for m in METRICS.iter().filter(|m| m.device == device) {
-            let linux = measured.get(&(LINUX.to_string(), m.key.to_string()));
-            let our = measured.get(&(ours.to_string(), m.key.to_string()));
-            let show = |v: Option<&f64>| v.map_or("-".to_string(), |v| format_value(*v));
+        for (m, linux, our) in rows {
+            let show = |v: Option<f64>| v.map_or("-".to_string(), format_value);
             let ratio = match (our, linux) {
-                (Some(o), Some(l)) if *l != 0.0 => format!("{:.2}", o / l),
+                (Some(o), Some(l)) if l != 0.0 => format!("{:.2}", o / l),
                 _ => "-".into(),
             };
             out.push_str(&format!(
@@ -424,6 +516,14 @@ fn table(measured: &Measurements) -> String {
             ));
         }
         out.push('\n');
+    }
+    if !left_out.is_empty() {
+        out.push_str(&format!(
+            "Not measured in this run: {}. The NetBSD sections need images that hold \
+             NetBSD's drivers (`RUMP_LIBDIR`, docs/rumpuser.md); otherwise the serial log \
+             says why.\n",
+            left_out.join("; ")
+        ));
     }
     out
 }
@@ -450,6 +550,25 @@ fn command_output(program: &str, args: &[&str]) -> String {
 mod tests {
     use super::*;
 
+    /// (backend, metric, value) as the RIG-BENCH lines would give them.
+    fn measurements(values: &[(&str, &str, f64)]) -> Measurements {
+        values
+            .iter()
+            .map(|&(backend, metric, value)| ((backend.into(), metric.into()), value))
+            .collect()
+    }
+
+    /// Each of `parts` is in `table`, each after the one before.
+    fn assert_in_order(table: &str, parts: &[&str]) {
+        let mut from = 0;
+        for part in parts {
+            match table[from..].find(part) {
+                Some(at) => from += at + part.len(),
+                None => panic!("{part:?} not found after byte {from} of:\n{table}"),
+            }
+        }
+    }
+
     #[test]
     fn bench_lines_parse_and_others_do_not() {
         let (backend, metric, value) =
@@ -465,11 +584,11 @@ mod tests {
 
     #[test]
     fn the_table_shows_ratios_only_where_both_sides_were_measured() {
-        let mut measured = Measurements::new();
-        measured.insert((LINUX.into(), "randread_4k_qd32_iops".into()), 2000.0);
-        measured.insert(("rumpdisk".into(), "randread_4k_qd32_iops".into()), 3000.0);
-        measured.insert((LINUX.into(), "iperf3_tcp_mbit_s".into()), 150.0);
-        let table = table(&measured);
+        let table = table(&measurements(&[
+            (LINUX, "randread_4k_qd32_iops", 2000.0),
+            ("rumpdisk", "randread_4k_qd32_iops", 3000.0),
+            (LINUX, "iperf3_tcp_mbit_s", 150.0),
+        ]));
         assert!(
             table.contains("| fio 4 KiB random read, QD32 | IOPS | 2000 | 3000 | 1.50 | higher |")
         );
@@ -480,40 +599,87 @@ mod tests {
 
     #[test]
     fn nvme_rows_sit_in_their_own_section_after_the_ram_disk_rows() {
-        let mut measured = Measurements::new();
-        measured.insert((LINUX.into(), "randread_4k_qd32_iops".into()), 2000.0);
-        measured.insert((LINUX.into(), "nvme_randread_4k_qd32_iops".into()), 400.0);
-        measured.insert(
-            ("rumpdisk".into(), "nvme_randread_4k_qd32_iops".into()),
-            500.0,
+        let table = table(&measurements(&[
+            (LINUX, "randread_4k_qd32_iops", 2000.0),
+            (LINUX, "nvme_randread_4k_qd32_iops", 400.0),
+            ("rumpdisk", "nvme_randread_4k_qd32_iops", 500.0),
+        ]));
+        assert_in_order(
+            &table,
+            &[
+                "### Block\n",
+                "| fio 4 KiB random read, QD32 | IOPS | 2000 | - | - | higher |",
+                "### Block on NVMe passthrough\n",
+                "| fio 4 KiB random read, QD32 | IOPS | 400 | 500 | 1.25 | higher |",
+            ],
         );
-        let table = table(&measured);
-        let nvme = table.find("### Block on NVMe passthrough").unwrap();
-        let network = table.find("### Network").unwrap();
-        let row = table
-            .find("| fio 4 KiB random read, QD32 | IOPS | 400 | 500 | 1.25 | higher |")
-            .unwrap();
-        assert!(nvme < row && row < network);
-        assert!(table.contains("| fio 4 KiB random read, QD32 | IOPS | 2000 | - | - | higher |"));
     }
 
     #[test]
-    fn uplink_rows_come_last_and_compare_rumpnet() {
-        let mut measured = Measurements::new();
-        measured.insert((LINUX.into(), "iperf3_tcp_mbit_s".into()), 300.0);
-        measured.insert((LINUX.into(), "uplink_iperf3_tcp_mbit_s".into()), 80.0);
-        measured.insert(("rumpnet".into(), "uplink_iperf3_tcp_mbit_s".into()), 60.0);
-        let table = table(&measured);
-        let network = table.find("### Network\n").unwrap();
-        let uplink = table
-            .find("### Network across a passed-through e1000")
-            .unwrap();
-        let row = table
-            .find("| iperf3 TCP, guest to dom0 across the e1000, 10 s | Mbit/s | 80.0 | 60.0 | 0.75 | higher |")
-            .unwrap();
-        assert!(network < uplink && uplink < row);
-        assert!(
-            table.contains("| iperf3 TCP, guest to guest, 10 s | Mbit/s | 300 | - | - | higher |")
+    fn uplink_rows_follow_the_network_rows_and_compare_rumpnet() {
+        let table = table(&measurements(&[
+            (LINUX, "iperf3_tcp_mbit_s", 300.0),
+            (LINUX, "uplink_iperf3_tcp_mbit_s", 80.0),
+            ("rumpnet", "uplink_iperf3_tcp_mbit_s", 60.0),
+        ]));
+        assert_in_order(
+            &table,
+            &[
+                "### Network\n",
+                "| iperf3 TCP, guest to guest, 10 s | Mbit/s | 300 | - | - | higher |",
+                "### Network across a passed-through e1000\n",
+                "| iperf3 TCP, guest to dom0 across the e1000, 10 s | Mbit/s | 80.0 | 60.0 | 0.75 | higher |",
+            ],
         );
+    }
+
+    #[test]
+    fn netbsd_sections_compare_netbsds_drivers_with_linux_on_the_same_device() {
+        let table = table(&measurements(&[
+            // A row of the RAM disk and of the guest-to-guest sections.
+            (LINUX, "image_mib", 500.0),
+            (LINUX, "nvme_seqread_1m_mib_s", 40.0),
+            (LINUX, "virtio_seqread_1m_mib_s", 50.0),
+            ("rumpdisk-netbsd", "virtio_seqread_1m_mib_s", 25.0),
+            // One Linux measurement across the e1000 serves both of ours.
+            (LINUX, "uplink_ping_rtt_ms", 10.0),
+            ("rumpnet", "uplink_ping_rtt_ms", 12.0),
+            ("rumpnet-netbsd", "uplink_ping_rtt_ms", 15.0),
+        ]));
+        assert_in_order(
+            &table,
+            &[
+                "### Block on NVMe passthrough\n",
+                "| fio 1 MiB sequential read | MiB/s | 40.0 | - | - | higher |",
+                "### Block on virtio-blk passthrough, NetBSD's ld@virtio in rumpdisk\n",
+                "| Linux dd | rumpdisk-netbsd | rumpdisk-netbsd / Linux |",
+                "| fio 1 MiB sequential read | MiB/s | 50.0 | 25.0 | 0.50 | higher |",
+                "### Network across a passed-through e1000\n",
+                "| ping round trip, guest to dom0 across the e1000 | ms | 10.0 | 12.0 | 1.20 | lower |",
+                "### Network across a passed-through e1000, NetBSD's wm(4) in rumpnet\n",
+                "| ping round trip, guest to dom0 across the e1000 | ms | 10.0 | 15.0 | 1.50 | lower |",
+            ],
+        );
+        assert!(!table.contains("Not measured"));
+    }
+
+    #[test]
+    fn sections_with_nothing_measured_are_left_out_and_named() {
+        let table = table(&measurements(&[
+            (LINUX, "image_mib", 500.0),
+            (LINUX, "nvme_seqread_1m_mib_s", 40.0),
+        ]));
+        assert_in_order(
+            &table,
+            &[
+                "### Block\n",
+                "### Block on NVMe passthrough\n",
+                "### Network\n",
+                "Not measured in this run: Block on virtio-blk passthrough, NetBSD's ld@virtio \
+                 in rumpdisk; Network across a passed-through e1000; Network across a \
+                 passed-through e1000, NetBSD's wm(4) in rumpnet.",
+            ],
+        );
+        assert_eq!(table.matches("### ").count(), 3);
     }
 }

@@ -3,8 +3,9 @@
 # driver_domain=1 booted from the rig's root filesystem). It serves:
 #   block: /dev/ram0 and /dev/ram1 (brd, 64 MiB each) via kernel blkback;
 #   net:   vifs on bridge ddbr0 via kernel netback;
-#   and, when PCI devices are passed through to it, /dev/nvme0n1 and an
-#   e1000 NIC as a port of ddbr0;
+#   and, when PCI devices are passed through to it, /dev/nvme0n1 (an NVMe
+#   controller), /dev/vda (a virtio-blk function) and an e1000 NIC as a
+#   port of ddbr0;
 # with `xl devd` running the hotplug scripts, as a driver domain should.
 # dom0 talks to it through xenstore: it writes data/ready once xl devd runs,
 # and answers data/request ("<id> <command>") in data/reply ("<id> <answer>").
@@ -23,26 +24,48 @@ ip addr add "$DD_BRIDGE_ADDRESS" dev ddbr0
 xl -v devd -F -p /run/xldevd.pid > /var/log/xen/xldevd.log 2>&1 &
 sleep 1
 # PCI devices passed through (xl's pci=, as the bench does with the rig's
-# NVMe controller and e1000) arrive by pcifront; with no udev, the drivers
-# are loaded here. Before data/ready: data/nvme names the NVMe namespace's
-# block device, or says why there is none; data/uplink names the NIC now
-# on bridge ddbr0, or says why there is none.
+# NVMe controller, virtio-blk function and e1000) arrive by pcifront; with
+# no udev, the drivers are loaded here. Before data/ready: data/nvme and
+# data/virtio name the block device the NVMe namespace or the virtio disk
+# became, or say why there is none; data/uplink names the NIC now on bridge
+# ddbr0, or says why there is none.
+
+# pci_functions: one line per PCI function dd sees, ADDRESS=VENDOR:DEVICE:CLASS.
+pci_functions() {
+  local function
+  for function in /sys/bus/pci/devices/*; do
+    [ -e "$function" ] && echo "$(basename "$function")=$(cat "$function/vendor"):$(cat "$function/device"):$(cat "$function/class")"
+  done
+}
+
+# pci_disk NODE DISK WHAT MODULE...: load the MODULEs and wait up to 120 s
+# for /dev/DISK; name it in data/NODE, or write there why there is none. The
+# interrupt lines counted are those /proc/interrupts names after NODE.
+pci_disk() {
+  local node=$1 disk=$2 what=$3
+  shift 3
+  modprobe -a "$@"
+  for _ in $(seq 1 240); do [ -b "/dev/$disk" ] && break; sleep 0.5; done
+  if [ -b "/dev/$disk" ]; then
+    xenstore-write "data/$node" "$disk"
+    log "dd: $what /dev/$disk, $(cat "/sys/block/$disk/size") sectors; $(grep -c "$node" /proc/interrupts) $node interrupt line(s)"
+  else
+    xenstore-write "data/$node" "missing: $(dmesg | grep -iE "$node|pcifront|swiotlb" | tail -3 | tr '\n' ' ')"
+    log "dd: no /dev/$disk after 120 s:"; dmesg | grep -iE "$node|pci|swiotlb" | tail -20
+  fi
+}
+
 if xenstore-read device/pci/0/backend-id >/dev/null 2>&1; then
   modprobe xen-pcifront
   for _ in $(seq 1 120); do [ -n "$(ls /sys/bus/pci/devices 2>/dev/null)" ] && break; sleep 0.5; done
-  log "dd: PCI functions: $(for f in /sys/bus/pci/devices/*; do echo "$(basename "$f")=$(cat "$f/vendor"):$(cat "$f/device"):$(cat "$f/class")"; done | tr '\n' ' ')"
-  if grep -qx 0x010802 /sys/bus/pci/devices/*/class 2>/dev/null; then
-    modprobe nvme
-    for _ in $(seq 1 240); do [ -b /dev/nvme0n1 ] && break; sleep 0.5; done
-    if [ -b /dev/nvme0n1 ]; then
-      xenstore-write data/nvme nvme0n1
-      log "dd: NVMe namespace /dev/nvme0n1, $(cat /sys/block/nvme0n1/size) sectors; $(grep -c nvme /proc/interrupts) nvme interrupt line(s)"
-    else
-      xenstore-write data/nvme "missing: $(dmesg | grep -iE 'nvme|pcifront|swiotlb' | tail -3 | tr '\n' ' ')"
-      log "dd: no /dev/nvme0n1 after 120 s:"; dmesg | grep -iE 'nvme|pci|swiotlb' | tail -20
-    fi
-  fi
-  if grep -q '^0x0200' /sys/bus/pci/devices/*/class 2>/dev/null; then
+  log "dd: PCI functions: $(pci_functions | tr '\n' ' ')"
+  # Class 0x010802: an NVMe controller.
+  if pci_functions | grep -q ':0x010802$'; then pci_disk nvme nvme0n1 "NVMe namespace" nvme; fi
+  # Red Hat's vendor id with device 0x1001: a legacy virtio-blk function, the
+  # only virtio device dd is given, so its disk is vda.
+  if pci_functions | grep -q '=0x1af4:0x1001:'; then pci_disk virtio vda "virtio-blk disk" virtio_pci virtio_blk; fi
+  # Class 0x0200xx: an Ethernet controller.
+  if pci_functions | grep -q ':0x0200[0-9a-f]*$'; then
     modprobe e1000
     nic=
     for _ in $(seq 1 120); do
@@ -77,8 +100,9 @@ answer() { # command -> one line
       echo "ports: $(bridge link show 2>&1 | awk '{for (i = 1; i <= NF; i++) if ($i == "state") s = $(i+1); print $2 s}' | tr '\n' ' ')" \
         "fdb: $(bridge fdb show br ddbr0 2>&1 | grep -v permanent | awk '{print $1 "@" $3}' | tr '\n' ' ')" \
         "vifs: $(ip -o link show 2>&1 | awk -F': ' '$2 ~ /^vif/ {print $2}' | cut -d@ -f1 | tr '\n' ' ')" ;;
-    nvme) # how the NVMe namespace is driven: interrupts taken per queue, DMA bouncing
-      echo "interrupts: $(awk '/nvme/ {print $NF ":" $2}' /proc/interrupts | tr '\n' ' ')" \
+    pci:*) # pci:NAME: how a passed-through device is driven: interrupts taken
+      # on each line /proc/interrupts names after NAME (nvme, virtio), DMA bouncing
+      echo "interrupts: $(awk -v name="${1#pci:}" 'index($NF, name) {print $NF ":" $2}' /proc/interrupts | tr '\n' ' ')" \
         "dma: $(dmesg | grep -iE 'swiotlb|IO TLB' | sed 's/^\[[^]]*\] *//' | tr '\n' ';')" ;;
     memused) # MiB in use: MemTotal - MemAvailable (RAM disk pages included)
       awk '/^MemTotal:/ {t = $2} /^MemAvailable:/ {a = $2} END {printf "%.1f", (t - a) / 1024}' /proc/meminfo ;;

@@ -2,10 +2,12 @@
 # Linux driver domain dd and against our domains (when their images exist).
 # Lines "RIG-BENCH backend=B metric=M value=V" are collected by xtask; this
 # test passes when the Linux baseline was measured completely (RAM disk,
-# network, NVMe and the e1000 uplink).
+# network, NVMe, the e1000 uplink and, when the images hold NetBSD's
+# drivers, the virtio-blk function).
 
-# BENCH_KEY_PREFIX goes before every metric name: "nvme_" while the disk
-# under test is the NVMe controller instead of a RAM disk.
+# BENCH_KEY_PREFIX goes before every metric name: "nvme_" or "virtio_" while
+# the disk under test is a PCI function passed through instead of a RAM
+# disk, "uplink_" while guests reach dom0 across the e1000 wire.
 BENCH_KEY_PREFIX=
 bench_emit() {
   echo "RIG-BENCH backend=$1 metric=$BENCH_KEY_PREFIX$2 value=$3"
@@ -97,29 +99,38 @@ bench_net() {
   bench_emit "$backend" memory_mib "$(xl list "$domain" | awk 'NR == 2 {print $3}')"
   start_tools_guest bench-client "net:169.254.80.12+ping:169.254.80.11+iperf:169.254.80.11:10" 192 \
     "vif = [ '$spec,mac=00:16:3e:80:00:12' ]" || return 1
-  if wait_step bench-client 2 300; then
-    bench_emit "$backend" ping_rtt_ms "$(step_value bench-client 2 rtt_ms)"
-  fi
-  if wait_step bench-client 3 300; then
-    bench_emit "$backend" iperf3_tcp_mbit_s "$(step_value bench-client 3 bits_per_second | awk '{printf "%.1f", $1 / 1000000}')"
-  else
-    log "bench: iperf3 through $backend failed: $(step_line bench-client 3)"
-    dump_console bench-client 20
-  fi
-  destroy_domain bench-client
+  bench_ping_iperf "$backend" bench-client
   destroy_domain bench-server
 }
 
-# The NVMe phase: the rig's NVMe controller (NVME_ADDRESS, see
-# tests-rumpdisk-nvme.sh) passed through to each driver domain in turn, with
-# the same guest workloads as the RAM disks. The controller belongs to one
-# domain at a time: dd has it first, and when dd is destroyed it returns to
-# pciback for rumpdisk. Both serve namespace 1 whole (64 MiB).
+# bench_ping_iperf BACKEND GUEST: the round trip of GUEST's ping (step 2)
+# and the rate of its iperf3 (step 3) as BACKEND's; then GUEST goes.
+bench_ping_iperf() {
+  if wait_step "$2" 2 300; then
+    bench_emit "$1" ping_rtt_ms "$(step_value "$2" 2 rtt_ms)"
+  fi
+  if wait_step "$2" 3 300; then
+    bench_emit "$1" iperf3_tcp_mbit_s "$(step_value "$2" 3 bits_per_second | awk '{printf "%.1f", $1 / 1000000}')"
+  else
+    log "bench: iperf3 through $1 failed: $(step_line "$2" 3)"
+    dump_console "$2" 20
+  fi
+  destroy_domain "$2"
+}
 
-bench_nvme_assignable() {
-  modprobe xen-pciback 2>/dev/null
-  xl pci-assignable-list | grep -q "$NVME_ADDRESS" && return 0
-  xl pci-assignable-add "$NVME_ADDRESS" || { log "bench: xl pci-assignable-add $NVME_ADDRESS failed"; return 1; }
+# The passed-through disks: a PCI function of the rig given to each driver
+# domain in turn, with the same guest workloads as the RAM disks. The
+# function belongs to one domain at a time: dd has it first, and when dd is
+# destroyed it returns to pciback for rumpdisk. Both serve the whole disk
+# (64 MiB). The NVMe controller (NVME_ADDRESS, see tests-rumpdisk-nvme.sh)
+# is driven by Linux's nvme and by rumpdisk's own driver; the legacy
+# virtio-blk function (NETBSD_VIRTIO_BLK, see tests-netbsd.sh), when the
+# images hold NetBSD's drivers, by Linux's virtio_blk and by NetBSD's
+# ld@virtio in rumpdisk.
+
+# bench_assignable ADDRESS: pciback has the PCI function at ADDRESS.
+bench_assignable() {
+  pci_assignable "$1" || { log "bench: xl pci-assignable-add $1 failed"; return 1; }
 }
 
 # start_linux_dd_with ADDRESS NODE WHAT: dd as the Linux baseline boots it
@@ -129,6 +140,7 @@ bench_nvme_assignable() {
 start_linux_dd_with() {
   local address=$1 node=$2 what=$3 answer
   destroy_domain dd
+  bench_assignable "$address" || return 1
   [ -f /tmp/dd.cfg ] || { log "bench: no /tmp/dd.cfg (the Linux baseline did not start dd)"; return 1; }
   { grep -v '^pci[[:space:]]*=' /tmp/dd.cfg; echo "pci = [ '$address' ]"; } > "/tmp/dd-$node.cfg"
   rm -f "$(console_log dd)"
@@ -144,35 +156,52 @@ start_linux_dd_with() {
   log "bench: $(grep -a -m1 "dd: $what" "$(console_log dd)" | tr -d '\r')"
 }
 
-start_linux_dd_nvme() { bench_nvme_assignable && start_linux_dd_with "$NVME_ADDRESS" nvme NVMe; }
+start_linux_dd_nvme() { start_linux_dd_with "$NVME_ADDRESS" nvme NVMe; }
+start_linux_dd_virtio() { start_linux_dd_with "$NETBSD_VIRTIO_BLK" virtio virtio-blk; }
+# dd puts the NIC on bridge ddbr0 with its vifs.
+start_linux_dd_uplink() { start_linux_dd_with "$E1000_UPLINK" uplink e1000; }
 
-# start_rumpdisk_nvme: rumpdisk from xl-configs/rumpdisk-nvme.cfg, ready
-# once nvme0 is up and the domain serves.
-start_rumpdisk_nvme() {
-  destroy_domain rumpdisk
-  bench_nvme_assignable || return 1
-  sed -E 's|^[[:space:]]*kernel[[:space:]]*=.*|kernel = "/rig/domains/rumpdisk"|' \
-    /rig/xl-configs/rumpdisk-nvme.cfg > /tmp/bench-rumpdisk-nvme.cfg
-  rm -f "$(console_log rumpdisk)"
-  if ! xl create /tmp/bench-rumpdisk-nvme.cfg > /tmp/bench-rumpdisk-nvme.create.log 2>&1; then
-    cat /tmp/bench-rumpdisk-nvme.create.log; return 1
+# start_ours_from NAME CONFIG SECONDS READY: our driver domain NAME from
+# xl-configs/CONFIG.cfg, after pciback has the functions of its pci= line;
+# ready once it serves (within SECONDS) and its console has said READY (a
+# grep -E pattern) about the device it was given.
+start_ours_from() {
+  local name=$1 config=/rig/xl-configs/$2.cfg seconds=$3 ready=$4 address
+  destroy_domain "$name"
+  while read -r address; do
+    bench_assignable "$address" || return 1
+  done < <(grep -E '^[[:space:]]*pci[[:space:]]*=' "$config" | grep -oE '[0-9a-f]{4}:[0-9a-f]{2}:[0-9a-f]{2}\.[0-7]')
+  sed -E "s|^[[:space:]]*kernel[[:space:]]*=.*|kernel = \"/rig/domains/$name\"|" "$config" > "/tmp/bench-$2.cfg"
+  rm -f "$(console_log "$name")"
+  if ! xl create "/tmp/bench-$2.cfg" > "/tmp/bench-$2.create.log" 2>&1; then
+    cat "/tmp/bench-$2.create.log"; return 1
   fi
-  if ! wait_for 180 console_has rumpdisk 'rumpdisk: serving, watching'; then
-    log "bench: rumpdisk with nvme0 not serving within 180 s"; dump_console rumpdisk 40; return 1
+  if ! wait_for "$seconds" console_settled "$name" "$name: serving, watching" ||
+    ! console_has "$name" "$name: serving, watching"; then
+    log "bench: $name from $2.cfg not serving within $seconds s"; dump_console "$name" 40; return 1
   fi
-  console_has rumpdisk 'NVMe disk nvme0 ready' || { log "bench: rumpdisk serves without nvme0"; dump_console rumpdisk 40; return 1; }
+  console_has "$name" "$ready" || { log "bench: $name from $2.cfg serves without its device"; dump_console "$name" 40; return 1; }
 }
 
-bench_nvme() {
-  BENCH_KEY_PREFIX=nvme_
-  # After each workload, how the controller was driven (interrupts, DMA).
-  if bench_disk linux-dd start_linux_dd_nvme 'backend=dd,format=raw,vdev=xvdb,access=rw,target=/dev/nvme0n1' dd; then
-    log "bench: dd's NVMe after the workload: $(dd_ask nvme)"
+start_rumpdisk_nvme() { start_ours_from rumpdisk rumpdisk-nvme 180 'rumpdisk: NVMe disk nvme0 ready'; }
+# The rump kernel boots before rumpdisk serves; pcifront may take a while.
+start_rumpdisk_netbsd() { start_ours_from rumpdisk rumpdisk-netbsd 300 'rumpdisk: NetBSD ld0 ready'; }
+
+# bench_passthrough_disk PREFIX NODE DD_DISK OURS OUR_START OUR_DISK: the
+# disk workloads, metric names prefixed with PREFIX, on dd given the PCI
+# function by start_linux_dd_NODE (its Linux driver makes /dev/DD_DISK of
+# it), then on rumpdisk started by OUR_START, serving OUR_DISK, measured as
+# backend OURS. After each workload, how the device was driven.
+bench_passthrough_disk() {
+  local node=$2 dd_disk=$3 ours=$4 our_start=$5 our_disk=$6
+  BENCH_KEY_PREFIX=$1
+  if bench_disk linux-dd "start_linux_dd_$node" "backend=dd,format=raw,vdev=xvdb,access=rw,target=/dev/$dd_disk" dd; then
+    log "bench: dd's $dd_disk after the workload: $(dd_ask "pci:$node")"
   fi
   destroy_domain dd
   if [ -f /rig/domains/rumpdisk ] &&
-    bench_disk rumpdisk start_rumpdisk_nvme 'backend=rumpdisk,format=raw,vdev=xvdb,access=rw,target=nvme0' rumpdisk; then
-    log "bench: rumpdisk's NVMe after the workload: $(grep -a 'nvme0' "$(console_log rumpdisk)" | tail -3 | tr -d '\r' | tr '\n' ' ')"
+    bench_disk "$ours" "$our_start" "backend=rumpdisk,format=raw,vdev=xvdb,access=rw,target=$our_disk" rumpdisk; then
+    log "bench: $ours's $our_disk after the workload: $(grep -a "$our_disk" "$(console_log rumpdisk)" | tail -3 | tr -d '\r' | tr '\n' ' ')"
   fi
   # Later tests of the boot expect the RAM-disk rumpdisk of rumpdisk.cfg,
   # which ensure_our_domain starts afresh once this one is gone.
@@ -184,27 +213,13 @@ bench_nvme() {
 # tests-rumpnet-e1000.sh) passed through to each driver domain in turn as
 # the NIC its guests reach the wire by; dom0 drives the e1000 at the other
 # end of the wire (00:12.0) and runs the iperf3 server. dd bridges the NIC
-# into ddbr0 with its vifs; rumpnet makes it its switch's uplink port.
+# into ddbr0 with its vifs; rumpnet makes it its switch's uplink port,
+# driven by rumpnet's own e1000 driver and, when the images hold NetBSD's
+# drivers, by NetBSD's wm(4) (backend rumpnet-netbsd). The Linux column of
+# both is dd's one measurement.
 
-# dd puts the NIC on bridge ddbr0 with its vifs.
-start_linux_dd_uplink() { start_linux_dd_with "$E1000_UPLINK" uplink e1000; }
-
-# start_rumpnet_uplink: rumpnet from xl-configs/rumpnet-e1000.cfg, ready
-# once it serves with the e1000 as its uplink.
-start_rumpnet_uplink() {
-  destroy_domain rumpnet
-  sed -E 's|^[[:space:]]*kernel[[:space:]]*=.*|kernel = "/rig/domains/rumpnet"|' \
-    /rig/xl-configs/rumpnet-e1000.cfg > /tmp/bench-rumpnet-e1000.cfg
-  rm -f "$(console_log rumpnet)"
-  if ! xl create /tmp/bench-rumpnet-e1000.cfg > /tmp/bench-rumpnet-e1000.create.log 2>&1; then
-    cat /tmp/bench-rumpnet-e1000.create.log; return 1
-  fi
-  if ! wait_for 120 console_has rumpnet 'rumpnet: serving, watching'; then
-    log "bench: rumpnet with its uplink not serving within 120 s"; dump_console rumpnet 40; return 1
-  fi
-  console_has rumpnet "rumpnet: uplink $E1000_UPLINK: e1000 " ||
-    { log "bench: rumpnet serves without its uplink"; dump_console rumpnet 40; return 1; }
-}
+start_rumpnet_uplink() { start_ours_from rumpnet rumpnet-e1000 120 "rumpnet: uplink $E1000_UPLINK: e1000 "; }
+start_rumpnet_netbsd() { start_ours_from rumpnet rumpnet-netbsd 300 'rumpnet: uplink NetBSD wm0 up'; }
 
 # bench_uplink BACKEND CREATE DOMAIN KEY=VALUE...: the driver domain's
 # start-up with the NIC, then ping and iperf3 TCP from a guest behind it to
@@ -220,16 +235,7 @@ bench_uplink() {
   bench_emit "$backend" net_create_to_ready_s "$(since "$started")"
   start_tools_guest bench-uplink "net:169.254.71.12+ping:$E1000_DOM0_ADDRESS+iperf:$E1000_DOM0_ADDRESS:10" 192 \
     "vif = [ '$spec,mac=00:16:3e:71:00:12' ]" || return 1
-  if wait_step bench-uplink 2 300; then
-    bench_emit "$backend" ping_rtt_ms "$(step_value bench-uplink 2 rtt_ms)"
-  fi
-  if wait_step bench-uplink 3 300; then
-    bench_emit "$backend" iperf3_tcp_mbit_s "$(step_value bench-uplink 3 bits_per_second | awk '{printf "%.1f", $1 / 1000000}')"
-  else
-    log "bench: iperf3 across $backend's e1000 failed: $(step_line bench-uplink 3)"
-    dump_console bench-uplink 20
-  fi
-  destroy_domain bench-uplink
+  bench_ping_iperf "$backend" bench-uplink
 }
 
 bench_e1000() {
@@ -242,6 +248,9 @@ bench_e1000() {
     if [ -f /rig/domains/rumpnet ]; then
       bench_uplink rumpnet start_rumpnet_uplink rumpnet backend=rumpnet
       log "bench: rumpnet's uplink after the workload: $(grep -a 'uplink: link' "$(console_log rumpnet)" | tail -1 | tr -d '\r')"
+      if [ -f "$NETBSD_TIER" ]; then
+        bench_uplink rumpnet-netbsd start_rumpnet_netbsd rumpnet backend=rumpnet
+      fi
     fi
     # Later tests expect the rumpnet of rumpnet.cfg.
     destroy_domain rumpnet
@@ -271,13 +280,23 @@ test_bench() {
   else
     log "bench: rumpnet image not built"
   fi
-  bench_nvme
+  # What the verdict needs of the Linux baseline.
+  local disk_metrics=(randread_4k_qd32_iops randwrite_4k_qd32_iops seqread_1m_mib_s seqwrite_1m_verify_mib_s create_to_connected_s)
+  local required=("${disk_metrics[@]}" iperf3_tcp_mbit_s ping_rtt_ms create_to_vif_connected_s uplink_iperf3_tcp_mbit_s uplink_ping_rtt_ms)
+  required+=("${disk_metrics[@]/#/nvme_}")
+  bench_passthrough_disk nvme_ nvme nvme0n1 rumpdisk start_rumpdisk_nvme nvme0
+  # The NetBSD phases: the virtio-blk function here, wm(4) in bench_e1000.
+  if [ -f "$NETBSD_TIER" ]; then
+    log "bench: NetBSD's drivers in the images: $(tr '\n' ' ' < "$NETBSD_TIER")"
+    bench_passthrough_disk virtio_ virtio vda rumpdisk-netbsd start_rumpdisk_netbsd "$NETBSD_DISK"
+    required+=("${disk_metrics[@]/#/virtio_}")
+  else
+    log "bench: NetBSD phases (virtio-blk by ld@virtio, the e1000 by wm(4)) skipped: the images hold no NetBSD driver (built without RUMP_LIBDIR; see docs/rumpuser.md)"
+  fi
   bench_e1000
   # The verdict: the Linux baseline is complete.
   local missing= metric
-  for metric in randread_4k_qd32_iops randwrite_4k_qd32_iops seqread_1m_mib_s seqwrite_1m_verify_mib_s create_to_connected_s iperf3_tcp_mbit_s ping_rtt_ms create_to_vif_connected_s \
-      nvme_randread_4k_qd32_iops nvme_randwrite_4k_qd32_iops nvme_seqread_1m_mib_s nvme_seqwrite_1m_verify_mib_s nvme_create_to_connected_s \
-      uplink_iperf3_tcp_mbit_s uplink_ping_rtt_ms; do
+  for metric in "${required[@]}"; do
     grep -q "^$metric$" /tmp/bench-metrics 2>/dev/null || missing="$missing $metric"
   done
   if [ -n "$missing" ]; then fail "$1" "baseline" "Linux driver domain metrics missing:$missing"
