@@ -14,6 +14,8 @@ use core::fmt;
 pub struct Errno(pub i32);
 
 impl Errno {
+    /// No such file or directory.
+    pub const ENOENT: Self = Self(2);
     /// I/O error.
     pub const EIO: Self = Self(5);
     /// Cannot allocate memory.

@@ -264,7 +264,7 @@ pub fn add_netbsd_disks(backend: &mut Blkback<Platform, Disk>, command_line: &st
                 "rumpdisk: NetBSD disk {} ({}) not served: {error}{}",
                 spec.name,
                 spec.unit,
-                if error.0 == 2 {
+                if error == rumpuser_xen::pv::netbsd::Errno::ENOENT {
                     ": no such unit; is its device in pci=[...], and of a kind the image's \
                      NetBSD drivers know?"
                 } else {

@@ -283,10 +283,24 @@ mod domain {
     #[derive(Default)]
     struct UplinkLog {
         last: Option<e1000::Statistics>,
+        /// Frames a NetBSD uplink dropped, at the last line.
+        #[cfg(feature = "netbsd")]
+        netbsd_dropped: u64,
     }
 
     impl UplinkLog {
         fn update(&mut self, uplink: &Uplink<pci::PciDevice>) -> Option<alloc::string::String> {
+            #[cfg(feature = "netbsd")]
+            if let Uplink::Netbsd(interface) = uplink {
+                let dropped = interface.dropped();
+                if dropped == core::mem::replace(&mut self.netbsd_dropped, dropped) {
+                    return None;
+                }
+                return Some(alloc::format!(
+                    "uplink: NetBSD {}: {dropped} received frames dropped (queue full or cut short)",
+                    interface.name()
+                ));
+            }
             let driver = uplink.driver()?;
             let now = driver.statistics();
             if self.last == Some(now) {

@@ -198,21 +198,18 @@ fn wait_for(deadline_ns: Option<u64>, wakeups: &mut Vec<Wakeup>) {
     let console_port = console::port();
     let pci_deadline = pci::poll_interval_ns().map(|interval| time::monotonic_ns() + interval);
     loop {
-        let mut device_interrupt = false;
         events::take_pending(|port| {
             // The store and timer ports only wake us; their work is below.
             if port != store_port && port != timer_port && port != console_port {
                 log::trace!("event on port {port}");
                 // A device interrupt is recorded for its driver's
-                // `take_fired`; the wakeup still makes the loop poll.
-                device_interrupt |= pci::note_event(port);
+                // `take_fired` (a rump kernel's interrupt thread, woken
+                // when the port was collected, finds it there too); the
+                // wakeup still makes the loop poll.
+                pci::note_event(port);
                 wakeups.push(Wakeup::Port(port));
             }
         });
-        if device_interrupt {
-            // A thread of a rump kernel may be waiting for it.
-            sched::wake_all();
-        }
         while let Some(event) = xenstore::poll_watch_events() {
             if event.token == SHUTDOWN_TOKEN {
                 if let Some(request) = shutdown_request() {

@@ -17,8 +17,8 @@
 //!   park asks `interrupt_arrived`. That takes only the ports
 //!   [`super::pci::note_event`] knows as device interrupts and leaves the
 //!   rest for the main loop's `pv::wait`; when `pv::wait` takes a device
-//!   interrupt first, it records it the same way and wakes the waiting
-//!   threads, so the interrupt thread sees it either way.
+//!   interrupt first, it records it the same way, and collecting the port
+//!   woke the waiting threads, so the interrupt thread sees it either way.
 //! * DMA memory: buffers of [`super::pci::dma`] (pages traded for 2 MiB
 //!   machine-contiguous extents with `XENMEM_exchange`), placed at the
 //!   alignment and boundary asked for by taking a larger buffer when the
